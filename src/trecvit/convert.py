@@ -1,0 +1,300 @@
+"""Official JAX/Flax TRecViT checkpoints (``.npz``) to PyTorch.
+
+The official checkpoint is a flat ``.npz`` with ``/``-joined Flax names
+(``tokenizer/...``, ``encoder/...``, ``decoder/...``). Conversion is a table:
+one pure function per layer kind returns ``{our name: tensor}`` for the
+official names it reads, with the layout change written out (Flax ``Dense``
+kernels are ``[in, out]``, PyTorch ``Linear`` weights ``[out, in]``). Every
+official array is checked for presence and shape before anything is copied,
+and the result is loaded with ``strict=True``. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trecvit.config import TRecViTConfig
+from trecvit.validation import check_names_and_shapes
+
+logger = logging.getLogger(__name__)
+
+OFFICIAL_CHECKPOINT_URL = "https://storage.googleapis.com/trecvit/model_checkpoints/trecvit_B_k400.npz"
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+def _temporal(i: int) -> str:
+    return f"encoder/residualblock_{i:02d}"
+
+
+def _spatial(i: int) -> str:
+    return f"encoder/encoderblock_{i}"
+
+
+# ----------------------------------------------------------------------------
+# The official layout for a config
+# ----------------------------------------------------------------------------
+def official_param_shapes(config: TRecViTConfig) -> Shapes:
+    """Every array of an official checkpoint for ``config``, with its shape."""
+    d, l, h, k, p = config.width, config.lru_width, config.num_heads, config.conv1d_width, config.patch_size
+    gh, gw = config.grid_hw
+    shapes: Shapes = {
+        "tokenizer/embedding/kernel": (1, p, p, 3, d),
+        "tokenizer/embedding/bias": (d,),
+    }
+    if config.posemb == "learn":
+        shapes["tokenizer/pos_embedding"] = (1, gh * gw, d)
+    if config.pool_type == "tok":
+        shapes["tokenizer/cls"] = (1, 1, d)
+    for i in range(config.depth):
+        t, s = _temporal(i), _spatial(i)
+        rb = f"{t}/recurrent_block"
+        shapes.update({
+            f"{t}/temporal_pre_norm/scale": (d,),
+            f"{rb}/linear_y/kernel": (d, l), f"{rb}/linear_y/bias": (l,),
+            f"{rb}/linear_x/kernel": (d, l), f"{rb}/linear_x/bias": (l,),
+            f"{rb}/conv_1d/w": (k, l), f"{rb}/conv_1d/b": (l,),
+            f"{rb}/rg_lru/a_param": (l,),
+            f"{rb}/rg_lru/input_gate/w": (h, l // h, l // h), f"{rb}/rg_lru/input_gate/b": (h, l // h),
+            f"{rb}/rg_lru/a_gate/w": (h, l // h, l // h), f"{rb}/rg_lru/a_gate/b": (h, l // h),
+            f"{rb}/linear_out/kernel": (l, d), f"{rb}/linear_out/bias": (d,),
+        })
+        attn = f"{s}/MultiHeadDotProductAttention_0"
+        for name in ("query", "key", "value"):
+            shapes[f"{attn}/{name}/kernel"] = (d, h, d // h)
+            shapes[f"{attn}/{name}/bias"] = (h, d // h)
+        shapes.update({
+            f"{attn}/out/kernel": (h, d // h, d), f"{attn}/out/bias": (d,),
+            f"{s}/LayerNorm_0/scale": (d,), f"{s}/LayerNorm_0/bias": (d,),
+            f"{s}/LayerNorm_1/scale": (d,), f"{s}/LayerNorm_1/bias": (d,),
+            f"{s}/MlpBlock_0/Dense_0/kernel": (d, config.mlp_dim),
+            f"{s}/MlpBlock_0/Dense_0/bias": (config.mlp_dim,),
+            f"{s}/MlpBlock_0/Dense_1/kernel": (config.mlp_dim, d),
+            f"{s}/MlpBlock_0/Dense_1/bias": (d,),
+        })
+    shapes["encoder/encoder_norm/scale"] = (d,)
+    shapes["encoder/encoder_norm/bias"] = (d,)
+    r = config.rep_size
+    if r:
+        shapes["decoder/pre_logits/kernel"] = (d, r)
+        shapes["decoder/pre_logits/bias"] = (r,)
+    shapes["decoder/cls_head/kernel"] = (r or d, config.num_classes)
+    shapes["decoder/cls_head/bias"] = (config.num_classes,)
+    return shapes
+
+
+def infer_config(shapes: Mapping[str, tuple[int, ...]], **overrides) -> TRecViTConfig:
+    """The config of an official checkpoint, read off its array shapes.
+
+    ``frames_per_clip``, ``min_rad`` and ``max_rad`` cannot be read from the
+    weights and keep their defaults unless given in ``overrides``; so does
+    ``image_size`` for a sin-cos model. Raises ``ValueError`` naming the array
+    it needed.
+    """
+
+    def need(key: str) -> tuple[int, ...]:
+        if key not in shapes:
+            raise ValueError(f"cannot infer the TRecViT config: the checkpoint has no {key!r}")
+        return tuple(shapes[key])
+
+    _, p, _, _, width = need("tokenizer/embedding/kernel")
+    depth = sum(1 for k in shapes if re.fullmatch(r"encoder/residualblock_\d+/temporal_pre_norm/scale", k))
+    if depth == 0:
+        raise ValueError("cannot infer the TRecViT config: the checkpoint has no "
+                         "'encoder/residualblock_00/temporal_pre_norm/scale' (no encoder layers)")
+    rb, attn = f"{_temporal(0)}/recurrent_block", f"{_spatial(0)}/MultiHeadDotProductAttention_0"
+    fields = dict(
+        width=width, patch_size=p, depth=depth,
+        num_heads=need(f"{attn}/query/kernel")[1],
+        mlp_dim=need(f"{_spatial(0)}/MlpBlock_0/Dense_0/kernel")[1],
+        lru_width=need(f"{rb}/linear_x/kernel")[1],
+        conv1d_width=need(f"{rb}/conv_1d/w")[0],
+        posemb="learn" if "tokenizer/pos_embedding" in shapes else "sincos2d",
+        pool_type="tok" if "tokenizer/cls" in shapes else "gap",
+        rep_size=need("decoder/pre_logits/kernel")[1] if "decoder/pre_logits/kernel" in shapes else 0,
+        num_classes=need("decoder/cls_head/kernel")[1],
+    )
+    if fields["posemb"] == "learn" and "image_size" not in overrides:
+        num_patches = need("tokenizer/pos_embedding")[1]
+        side = math.isqrt(num_patches)
+        if side * side != num_patches:
+            raise ValueError(f"cannot infer image_size: 'tokenizer/pos_embedding' covers {num_patches} "
+                             "patches, not a square grid; give the config (image_size=(H, W))")
+        fields["image_size"] = side * p
+    fields.update(overrides)
+    return TRecViTConfig.from_dict(fields)
+
+
+# ----------------------------------------------------------------------------
+# One pure function per layer kind: official arrays -> our state-dict entries
+# ----------------------------------------------------------------------------
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _dense(params: Mapping[str, np.ndarray], src: str, dst: str) -> dict[str, torch.Tensor]:
+    """Flax ``Dense`` ``kernel [in, out]`` -> ``Linear.weight [out, in]``."""
+    return {f"{dst}.weight": _t(params[f"{src}/kernel"].T), f"{dst}.bias": _t(params[f"{src}/bias"])}
+
+
+def _layer_norm(params: Mapping[str, np.ndarray], src: str, dst: str) -> dict[str, torch.Tensor]:
+    return {f"{dst}.weight": _t(params[f"{src}/scale"]), f"{dst}.bias": _t(params[f"{src}/bias"])}
+
+
+def convert_tokenizer(params: Mapping[str, np.ndarray], config: TRecViTConfig) -> dict[str, torch.Tensor]:
+    # Conv kernel [1, p, p, 3, d] (t, y, x, in, out) -> Conv2d weight [d, 3, p, p].
+    out = {
+        "tokenizer.patch_embed.weight": _t(params["tokenizer/embedding/kernel"][0].transpose(3, 2, 0, 1)),
+        "tokenizer.patch_embed.bias": _t(params["tokenizer/embedding/bias"]),
+    }
+    if config.posemb == "learn":
+        out["tokenizer.pos_embed"] = _t(params["tokenizer/pos_embedding"])
+    if config.pool_type == "tok":
+        out["tokenizer.cls_token"] = _t(params["tokenizer/cls"])
+    return out
+
+
+def convert_temporal_block(params: Mapping[str, np.ndarray], i: int) -> dict[str, torch.Tensor]:
+    src, dst = f"{_temporal(i)}/recurrent_block", f"blocks.{i}.temporal"
+    out = {f"{dst}.norm.scale": _t(params[f"{_temporal(i)}/temporal_pre_norm/scale"])}
+    for name in ("linear_x", "linear_y", "linear_out"):
+        out.update(_dense(params, f"{src}/{name}", f"{dst}.{name}"))
+    out[f"{dst}.conv1d.weight"] = _t(params[f"{src}/conv_1d/w"])  # (k, l): same layout
+    out[f"{dst}.conv1d.bias"] = _t(params[f"{src}/conv_1d/b"])
+    out[f"{dst}.rg_lru.a_param"] = _t(params[f"{src}/rg_lru/a_param"])
+    for gate in ("input_gate", "a_gate"):  # (h, l/h, l/h), used as x @ w: same layout
+        out[f"{dst}.rg_lru.{gate}.weight"] = _t(params[f"{src}/rg_lru/{gate}/w"])
+        out[f"{dst}.rg_lru.{gate}.bias"] = _t(params[f"{src}/rg_lru/{gate}/b"])
+    return out
+
+
+def convert_spatial_block(params: Mapping[str, np.ndarray], i: int) -> dict[str, torch.Tensor]:
+    src, dst = _spatial(i), f"blocks.{i}.spatial"
+    attn = f"{src}/MultiHeadDotProductAttention_0"
+    out = _layer_norm(params, f"{src}/LayerNorm_0", f"{dst}.norm1")
+    out.update(_layer_norm(params, f"{src}/LayerNorm_1", f"{dst}.norm2"))
+    # query/key/value kernels [d, h, d/h] -> one fused qkv weight [3d, d] (rows: q, k, v).
+    qkv_w, qkv_b = [], []
+    for name in ("query", "key", "value"):
+        kernel = params[f"{attn}/{name}/kernel"]
+        qkv_w.append(kernel.reshape(kernel.shape[0], -1).T)
+        qkv_b.append(params[f"{attn}/{name}/bias"].reshape(-1))
+    out[f"{dst}.attn.qkv.weight"] = _t(np.concatenate(qkv_w, axis=0))
+    out[f"{dst}.attn.qkv.bias"] = _t(np.concatenate(qkv_b, axis=0))
+    kernel = params[f"{attn}/out/kernel"]  # (h, d/h, d) -> (d, h d/h)
+    out[f"{dst}.attn.proj.weight"] = _t(kernel.reshape(-1, kernel.shape[-1]).T)
+    out[f"{dst}.attn.proj.bias"] = _t(params[f"{attn}/out/bias"])
+    out.update(_dense(params, f"{src}/MlpBlock_0/Dense_0", f"{dst}.mlp.fc1"))
+    out.update(_dense(params, f"{src}/MlpBlock_0/Dense_1", f"{dst}.mlp.fc2"))
+    return out
+
+
+def convert_head(params: Mapping[str, np.ndarray], config: TRecViTConfig) -> dict[str, torch.Tensor]:
+    out = _layer_norm(params, "encoder/encoder_norm", "norm")
+    if config.rep_size:
+        out.update(_dense(params, "decoder/pre_logits", "head.pre_logits"))
+    out.update(_dense(params, "decoder/cls_head", "head.classifier"))
+    return out
+
+
+def convert_official_params(params: Mapping[str, np.ndarray], config: TRecViTConfig,
+                            source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Official arrays (``{flax name: array}``) to a state dict of :class:`trecvit.TRecViT`.
+
+    Raises ``ValueError`` naming every missing, unexpected or mis-shaped array.
+    """
+    check_names_and_shapes({k: tuple(v.shape) for k, v in params.items()},
+                           official_param_shapes(config), source=source)
+    state = convert_tokenizer(params, config)
+    for i in range(config.depth):
+        state.update(convert_temporal_block(params, i))
+        state.update(convert_spatial_block(params, i))
+    state.update(convert_head(params, config))
+    return {k: v.float() for k, v in state.items()}
+
+
+# ----------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------
+def _as_float_array(arr: np.ndarray, key: str, path: Path) -> np.ndarray:
+    if arr.dtype.kind == "V" and arr.dtype.itemsize == 2:  # bfloat16 as JAX writes it
+        return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16).float().numpy()
+    if arr.dtype.kind != "f":
+        raise ValueError(f"{path}: array {key!r} has dtype {arr.dtype}; weights must be floating point")
+    return arr
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` without unpickling anything.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a
+    file that is not an ``.npz`` of plain float arrays (a pickle, a corrupt or
+    truncated archive, object or integer arrays), naming the file and the key.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a directory, expected an official .npz file "
+                         "(a directory from `trecvit convert` loads with TRecViT.from_pretrained)")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as err:  # numpy refuses pickled data when allow_pickle=False
+        raise ValueError(f"{path} holds pickled Python objects, not an .npz of arrays; refusing to "
+                         f"unpickle it (it could run code): {err}") from err
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable .npz archive: {err}") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a single .npy array, expected an .npz archive of named arrays")
+    arrays = {}
+    with archive:
+        for key in archive.files:
+            try:
+                arr = archive[key]
+            except ValueError as err:
+                raise ValueError(f"{path}: array {key!r} holds pickled Python objects; refusing to "
+                                 f"unpickle it (it could run code)") from err
+            except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+                raise ValueError(f"{path}: array {key!r} is corrupt or truncated: {err}") from err
+            arrays[key] = _as_float_array(arr, key, path)
+    return arrays
+
+
+def load_official_checkpoint(path: str | Path, config: TRecViTConfig | None = None):
+    """Load an official TRecViT ``.npz`` (e.g. ``trecvit_B_k400.npz``) as a :class:`trecvit.TRecViT`.
+
+    Args:
+        path: the official checkpoint file.
+        config: the model's config. ``None`` infers it from the array shapes
+            (``frames_per_clip``, ``min_rad``, ``max_rad`` keep their defaults).
+            When given, every array must match it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a plain ``.npz`` (pickles are refused unread), or any
+            missing, unexpected or mis-shaped array, named in the message.
+    """
+    from trecvit.model import TRecViT
+
+    path = Path(path)
+    params = read_npz(path)
+    if params and all(k.startswith("params/") for k in params if not k.startswith(("config/", "out/", "video"))):
+        raise ValueError(f"{path} has its arrays under 'params/'; an official checkpoint has them at "
+                         "the top level ('tokenizer/...', 'encoder/...', 'decoder/...')")
+    if config is None:
+        config = infer_config({k: v.shape for k, v in params.items()})
+    state = convert_official_params(params, config, source=str(path))
+    model = TRecViT(config)
+    model.load_state_dict(state, strict=True)
+    logger.info("loaded %s: %s parameters", path, f"{model.num_parameters():,}")
+    return model

@@ -1,0 +1,40 @@
+"""Heads that read the encoder output."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ClassificationHead(nn.Module):
+    """The official classification decoder.
+
+    Per frame: the class token (``tok``) or the mean over tokens (``gap``), then
+    ``tanh(pre_logits(.))``; mean over the frames of a clip; ``classifier``.
+
+    Args:
+        width: token width ``d``.
+        rep_size: width ``r`` of the ``tanh`` pre-logits layer; 0 for none.
+        num_classes: output classes.
+        pool_type: ``"tok"`` or ``"gap"``.
+    """
+
+    def __init__(self, width: int, rep_size: int, num_classes: int, pool_type: str = "tok"):
+        super().__init__()
+        if pool_type not in ("tok", "gap"):
+            raise ValueError(f"unknown pool_type {pool_type!r}; expected 'tok' or 'gap'")
+        self.pool_type = pool_type
+        self.pre_logits = nn.Linear(width, rep_size) if rep_size else None
+        self.feature_dim = rep_size or width
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+
+    def frame_features(self, encoded: torch.Tensor) -> torch.Tensor:
+        """``encoded [..., n, d]`` -> per-frame features ``[..., r]``."""
+        x = encoded[..., 0, :] if self.pool_type == "tok" else encoded.mean(dim=-2)
+        if self.pre_logits is not None:
+            x = torch.tanh(self.pre_logits(x))
+        return x
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Clip features ``[..., r]`` (mean over frames) -> logits ``[..., classes]``."""
+        return self.classifier(features)

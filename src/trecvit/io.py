@@ -1,0 +1,418 @@
+"""Video decoding (PyAV) into the tensor layout TRecViT consumes.
+
+Convention
+----------
+Every function here returns frames **channel-first, RGB, float32 in [0, 1]**:
+a clip is ``[T, 3, H, W]`` and a single frame is ``[3, H, W]``.  No mean/std
+normalisation is applied; pixel values are simply ``uint8 / 255``, which is
+what the official TRecViT model expects as input.
+
+Resizing (``size``)
+-------------------
+* ``int s``: resize so the *short* side is ``s`` (aspect ratio kept), then
+  centre-crop ``s x s``.
+* ``(h, w)``: scale by ``max(h / H, w / W)`` so the frame covers ``h x w``,
+  then centre-crop ``h x w``.  (``s`` is the same as ``(s, s)``.)
+* ``None``: keep the native resolution.
+
+Scaling is done by swscale (``VideoFrame.reformat``) with ``AREA``
+interpolation when down-scaling (antialiased) and ``BILINEAR`` when
+up-scaling; scaled sizes are rounded but never smaller than the crop.
+
+Frame counts and truncated files
+--------------------------------
+Frames are decoded sequentially and only the frames that are kept are
+converted to tensors, so memory does not grow with the video length.
+Uniform sampling needs the number of decodable frames ``n``.  The container's
+``stream.frames`` is used to plan the indices when it is positive, and the
+video is decoded to the end to confirm the count.  If ``stream.frames`` is 0
+(unknown; the first pass then only counts) or differs from the decoded count
+(a warning is logged), a second decoding pass samples with the true count.
+
+Truncated or corrupt files raise ``ValueError`` naming the file whenever
+FFmpeg reports an error while opening, demuxing or decoding, or the demuxer
+flags a packet as corrupt (a packet cut short by truncation).  If frames were
+already decoded, the message names the frame (in decode order) that failed;
+partial data is never returned.  A file cut exactly at a packet boundary
+decodes without any error and is indistinguishable from one whose metadata
+over-reports its frame count: it is read as the shorter video (with the
+warning above).  Files whose index is at the end (e.g. MP4 without
+"faststart") cannot be opened at all once truncated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import os
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import av
+import numpy as np
+import torch
+from av.video.reformatter import Interpolation
+
+__all__ = ["VideoInfo", "read_video", "iter_frames", "video_info"]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+Size = Union[int, Sequence[int], None]
+
+_SAMPLINGS = ("uniform", "stride")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Metadata of the first video stream of a file.
+
+    ``num_frames`` is the container's frame count and may be 0 when unknown;
+    ``duration_s`` is ``None`` when the container does not say.
+    """
+
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    duration_s: float | None
+    codec: str
+
+
+# --------------------------------------------------------------------------- #
+# argument validation
+# --------------------------------------------------------------------------- #
+def _int_at_least(value: object, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    try:
+        value = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _normalise_size(size: Size) -> tuple[int, int] | None:
+    """Return ``(h, w)`` or ``None``; raise ``ValueError`` for bad sizes."""
+    if size is None:
+        return None
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence):
+        s = _int_at_least(size, "size")
+        return s, s
+    if len(size) != 2:
+        raise ValueError(f"size must be an int, an (h, w) pair or None, got {size!r}")
+    return _int_at_least(size[0], "size[0]"), _int_at_least(size[1], "size[1]")
+
+
+def _check_path(path: PathLike) -> Path:
+    """Fail early and clearly on paths that cannot be a video file."""
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise FileNotFoundError(f"video file not found: {str(p)!r}")
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a directory, not a video file")
+    if p.is_file() and p.stat().st_size == 0:
+        raise ValueError(f"video file {str(p)!r} is empty (0 bytes)")
+    return p
+
+
+# --------------------------------------------------------------------------- #
+# shared private helpers: open + validate, decode, frame -> tensor
+# --------------------------------------------------------------------------- #
+@contextmanager
+def _open_video(
+    path: PathLike, threads: int = 0
+) -> Iterator[tuple[Path, av.container.InputContainer, av.video.stream.VideoStream]]:
+    """Open ``path`` and yield ``(path, container, first_video_stream)``.
+
+    The container is always closed on exit.  Every failure is turned into an
+    exception whose message names the file.  ``threads`` must be validated.
+    """
+    p = _check_path(path)
+    try:
+        container = av.open(str(p), mode="r")
+    except av.error.FFmpegError as exc:
+        if isinstance(exc, PermissionError):
+            raise
+        raise ValueError(f"cannot open {str(p)!r} as a media file: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise ValueError(
+                f"{str(p)!r} has no video stream (streams: {', '.join(kinds)})"
+            )
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if threads > 0:
+            stream.codec_context.thread_count = threads
+        logger.debug(
+            "opened %s: %dx%d %s, %d frames (metadata)",
+            p, stream.codec_context.width, stream.codec_context.height,
+            stream.codec_context.name, stream.frames,
+        )
+        yield p, container, stream
+
+
+def _decode(
+    path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield ``(index, frame)`` in presentation order.
+
+    FFmpeg errors while demuxing or decoding, and packets the demuxer flags as
+    corrupt (e.g. cut short by truncation; a frame-threaded decoder may
+    otherwise drop them silently), raise ``ValueError`` naming the file and
+    the frame (packet) that could not be decoded, counted in decode order.
+    """
+    packets = container.demux(stream)
+    index = 0  # frames output so far (presentation order)
+    position = 0  # non-empty packets seen so far, i.e. frames in decode order
+    while True:
+        try:
+            packet = next(packets)
+            if packet.is_corrupt:
+                raise ValueError("corrupt or truncated packet")
+            frames = packet.decode()
+        except StopIteration:
+            return
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise ValueError(
+                f"decoding {str(path)!r} failed at frame {position} (decode order; "
+                f"{index} frames output; truncated or corrupt file?): {exc}"
+            ) from exc
+        if packet.size:
+            position += 1
+        for frame in frames:
+            yield index, frame
+            index += 1
+
+
+def _frame_to_tensor(frame: av.VideoFrame, size: tuple[int, int] | None) -> torch.Tensor:
+    """Convert one decoded frame to ``[3, H, W]`` float32 in [0, 1]."""
+    if size is None:
+        rgb = frame.to_ndarray(format="rgb24")
+    else:
+        h, w = size
+        src_h, src_w = frame.height, frame.width
+        scale = max(h / src_h, w / src_w)
+        new_h = max(h, round(src_h * scale))
+        new_w = max(w, round(src_w * scale))
+        if (new_h, new_w) == (src_h, src_w):
+            rgb = frame.to_ndarray(format="rgb24")
+        else:
+            interp = Interpolation.AREA if scale < 1 else Interpolation.BILINEAR
+            rgb = frame.reformat(
+                width=new_w, height=new_h, format="rgb24", interpolation=interp
+            ).to_ndarray()
+        top, left = (new_h - h) // 2, (new_w - w) // 2
+        rgb = rgb[top : top + h, left : left + w]
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+    return tensor.to(torch.float32).div_(255.0)
+
+
+def _uniform_indices(n: int, num_frames: int) -> list[int]:
+    """Segment centres: ``floor((i + 0.5) * n / num_frames)``."""
+    return [math.floor((i + 0.5) * n / num_frames) for i in range(num_frames)]
+
+
+def _collect(
+    path: PathLike,
+    threads: int,
+    size: tuple[int, int] | None,
+    wanted_for: Callable[[int], Collection[int]],
+    stop_early: bool,
+) -> tuple[dict[int, torch.Tensor], int, int, torch.Tensor | None]:
+    """Decode one pass, converting only the wanted frames.
+
+    ``wanted_for(meta)`` receives the container's frame count (0 if unknown)
+    and returns the indices to keep.  Returns ``(tensors_by_index, meta,
+    frames_decoded, last_frame)``.  With ``stop_early`` decoding stops as soon
+    as every wanted frame is converted, so ``frames_decoded`` is then only a
+    lower bound.  ``last_frame`` is the video's last frame as a tensor when
+    the whole video was decoded and some wanted frame was missing (else
+    ``None``); it is converted only in that case.
+    """
+    out: dict[int, torch.Tensor] = {}
+    last: av.VideoFrame | None = None
+    count = 0
+    with _open_video(path, threads) as (p, container, stream):
+        meta = max(int(stream.frames or 0), 0)
+        wanted = set(wanted_for(meta))
+        for index, frame in _decode(p, container, stream):
+            count = index + 1
+            last = frame
+            if index in wanted:
+                out[index] = _frame_to_tensor(frame, size)
+                if stop_early and len(out) == len(wanted):
+                    return out, meta, count, None
+    last_tensor = None
+    if last is not None and len(out) < len(wanted):
+        last_tensor = _frame_to_tensor(last, size)
+    return out, meta, count, last_tensor
+
+
+# --------------------------------------------------------------------------- #
+# public API
+# --------------------------------------------------------------------------- #
+def read_video(
+    path: PathLike,
+    num_frames: int,
+    size: int | tuple[int, int] | None = 224,
+    *,
+    sampling: str = "uniform",
+    stride: int = 1,
+    offset: int = 0,
+    pad: bool = False,
+    threads: int = 0,
+) -> torch.Tensor:
+    """Decode ``num_frames`` frames of ``path`` into ``[T, 3, H, W]`` float32 in [0, 1].
+
+    ``sampling="uniform"`` picks ``floor((i + 0.5) * n / num_frames)`` for
+    ``i < num_frames`` over the ``n`` decodable frames (every frame in order
+    when ``n == num_frames``; frames repeat when ``n < num_frames``).
+    ``sampling="stride"`` picks ``offset + i * stride``; if the video is too
+    short this raises ``ValueError``, unless ``pad=True``, in which case the
+    last frame of the video fills the missing positions.  ``stride``/``offset``
+    are ignored by uniform sampling.  See the module docstring for ``size``,
+    the frame-count fallback and truncated files.  ``threads`` is the decoder
+    thread count (0 = FFmpeg's default).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (naming
+    the file) for directories, empty/corrupt/truncated files, files without a
+    video stream or decodable frames, and invalid arguments.
+    """
+    num_frames = _int_at_least(num_frames, "num_frames")
+    stride = _int_at_least(stride, "stride")
+    offset = _int_at_least(offset, "offset", minimum=0)
+    threads = _int_at_least(threads, "threads", minimum=0)
+    hw = _normalise_size(size)
+    if sampling not in _SAMPLINGS:
+        raise ValueError(f"sampling must be one of {_SAMPLINGS}, got {sampling!r}")
+
+    if sampling == "stride":
+        plan = [offset + i * stride for i in range(num_frames)]
+        got, _, count, last = _collect(path, threads, hw, lambda _: plan, stop_early=True)
+        missing = [i for i in plan if i not in got]
+        if missing:
+            if count == 0:
+                raise ValueError(f"{str(path)!r} contains no decodable video frames")
+            if not pad:
+                raise ValueError(
+                    f"{str(path)!r} has {count} frames but stride sampling needs "
+                    f"{plan[-1] + 1} (num_frames={num_frames}, stride={stride}, "
+                    f"offset={offset}); pass pad=True to repeat the last frame"
+                )
+            logger.debug(
+                "%s: %d frames, padding %d of %d sampled frames with the last frame",
+                path, count, len(missing), num_frames,
+            )
+            assert last is not None
+            for i in missing:
+                got[i] = last
+        return torch.stack([got[i] for i in plan])
+
+    # Uniform sampling.  Pass 1 plans with the metadata count (converting
+    # nothing when it is unknown) and decodes to the end to learn the true
+    # count ``n``; if that differs, pass 2 re-plans with ``n``.
+    def plan_for(n: int) -> list[int]:
+        return _uniform_indices(n, num_frames) if n > 0 else []
+
+    got, meta, count, _ = _collect(path, threads, hw, plan_for, stop_early=False)
+    if count == 0:
+        raise ValueError(f"{str(path)!r} contains no decodable video frames")
+    if count != meta:
+        if meta > 0:
+            logger.warning(
+                "%s: metadata reports %d frames but %d were decoded; "
+                "decoding again with the true count",
+                path, meta, count,
+            )
+        else:
+            logger.debug("%s: frame count unknown, counted %d frames", path, count)
+        got, _, recount, _ = _collect(
+            path, threads, hw, lambda _: plan_for(count), stop_early=True
+        )
+        if len(got) < len(set(plan_for(count))):
+            raise ValueError(
+                f"{str(path)!r}: decoded {count} frames in the first pass but only "
+                f"{recount} in the second; the file cannot be decoded reliably"
+            )
+    return torch.stack([got[i] for i in plan_for(count)])
+
+
+def iter_frames(
+    path: PathLike,
+    size: int | tuple[int, int] | None = 224,
+    *,
+    stride: int = 1,
+    offset: int = 0,
+    max_frames: int | None = None,
+    threads: int = 0,
+) -> Iterator[torch.Tensor]:
+    """Lazily yield frames ``offset, offset + stride, ...`` as ``[3, H, W]`` float32.
+
+    Decoding happens while iterating (suitable for streaming inference on
+    long videos), stopping after ``max_frames`` frames if given.  Arguments
+    and the path (missing file, directory, empty file) are checked when this
+    is called; errors found while opening or decoding are raised during
+    iteration, with the same types and messages as :func:`read_video`.  A
+    video with no decodable frames raises ``ValueError``; an ``offset`` past
+    the end simply yields nothing.
+    """
+    stride = _int_at_least(stride, "stride")
+    offset = _int_at_least(offset, "offset", minimum=0)
+    threads = _int_at_least(threads, "threads", minimum=0)
+    if max_frames is not None:
+        max_frames = _int_at_least(max_frames, "max_frames")
+    hw = _normalise_size(size)
+    _check_path(path)
+    return _iter_frames(path, hw, stride, offset, max_frames, threads)
+
+
+def _iter_frames(
+    path: PathLike,
+    size: tuple[int, int] | None,
+    stride: int,
+    offset: int,
+    max_frames: int | None,
+    threads: int,
+) -> Iterator[torch.Tensor]:
+    emitted = 0
+    decoded = 0
+    with _open_video(path, threads) as (p, container, stream):
+        for index, frame in _decode(p, container, stream):
+            decoded = index + 1
+            if index < offset or (index - offset) % stride:
+                continue
+            yield _frame_to_tensor(frame, size)
+            emitted += 1
+            if max_frames is not None and emitted >= max_frames:
+                return
+    if decoded == 0:
+        raise ValueError(f"{str(path)!r} contains no decodable video frames")
+
+
+def video_info(path: PathLike) -> VideoInfo:
+    """Return :class:`VideoInfo` for the first video stream of ``path`` (no decoding)."""
+    with _open_video(path) as (_, container, stream):
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if stream.duration is not None and stream.time_base is not None:
+            duration: float | None = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        else:
+            duration = None
+        ctx = stream.codec_context
+        return VideoInfo(
+            num_frames=max(int(stream.frames or 0), 0),
+            fps=float(rate) if rate else 0.0,
+            width=int(ctx.width),
+            height=int(ctx.height),
+            duration_s=duration,
+            codec=str(ctx.name),
+        )

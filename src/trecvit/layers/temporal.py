@@ -1,0 +1,62 @@
+"""The temporal block: Griffin's recurrent residual block applied over time."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trecvit.layers.conv1d import CausalConv1d
+from trecvit.layers.norms import RMSNorm
+from trecvit.layers.rglru import RGLRU
+
+
+class TemporalBlock(nn.Module):
+    """``x + linear_out(RG-LRU(conv1d(linear_x(u))) * gelu(linear_y(u)))``, ``u = RMSNorm(x)``.
+
+    Mixes information over time, for every token position independently
+    (parameters shared over positions). Official name: ``residualblock_{i:02d}``.
+    There is no MLP in this block (the release's ``use_mlp = False``).
+
+    Args:
+        width: token width ``d``.
+        lru_width: recurrence width ``l``.
+        num_heads: diagonal blocks of the RG-LRU gates.
+        conv1d_width: kernel width of the causal convolution.
+        min_rad, max_rad: RG-LRU eigenvalue range at initialisation.
+    """
+
+    def __init__(self, width: int, lru_width: int, num_heads: int, conv1d_width: int = 4,
+                 min_rad: float = 0.5, max_rad: float = 0.999):
+        super().__init__()
+        self.norm = RMSNorm(width)
+        self.linear_y = nn.Linear(width, lru_width)
+        self.linear_x = nn.Linear(width, lru_width)
+        self.conv1d = CausalConv1d(lru_width, conv1d_width)
+        self.rg_lru = RGLRU(lru_width, num_heads, min_rad, max_rad)
+        self.linear_out = nn.Linear(lru_width, width)
+
+    def forward(self, x: torch.Tensor, conv_state: torch.Tensor | None = None,
+                lru_state: torch.Tensor | None = None, first: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Process ``x [b, t, n, d]`` over ``t``.
+
+        Args:
+            x: tokens ``[b, t, n, d]``.
+            conv_state: last ``K-1`` conv inputs ``[b, k-1, n, l]``, or ``None``.
+            lru_state: RG-LRU state ``[b, n, l]`` float32, or ``None``.
+            first: ``[b]`` bool, True where ``x[:, 0]`` starts a new sequence
+                (the states are then ignored for that element).
+
+        Returns:
+            ``(x + out [b, t, n, d], conv_state, lru_state)``, the new states.
+        """
+        u = self.norm(x)
+        gate = F.gelu(self.linear_y(u), approximate="tanh")  # (b, t, n, l)
+        v = self.linear_x(u)  # (b, t, n, l)
+        if conv_state is not None and first is not None:
+            conv_state = torch.where(first.view(-1, 1, 1, 1), torch.zeros_like(conv_state), conv_state)
+        c, conv_state = self.conv1d(v, conv_state)
+        h, lru_state = self.rg_lru(c, lru_state, first)
+        return x + self.linear_out(h * gate), conv_state, lru_state
+

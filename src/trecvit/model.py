@@ -1,0 +1,295 @@
+"""TRecViT: a causal video transformer with recurrence over time.
+
+Each encoder layer is a temporal block (gated linear recurrence over the
+frames, per token position) followed by a spatial block (ViT self-attention
+over the tokens of each frame). The model is causal: the output at frame ``t``
+depends on frames ``<= t`` only, so it runs on a live stream, frame by frame,
+with a state of constant size (:meth:`TRecViT.step`).
+
+Input convention: videos are float tensors ``[B, T, 3, H, W]`` (channel-first
+frames, PyTorch's convention; the official JAX model takes ``[B, T, H, W, 3]``)
+with RGB values in ``[0, 1]`` and no mean/std normalisation.
+
+Axis legend: ``b`` batch, ``t`` frames, ``c`` clips, ``n`` tokens per frame,
+``d`` width, ``k`` conv width, ``l`` recurrence width, ``r`` pre-logits width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trecvit.config import TRecViTConfig
+from trecvit.heads import ClassificationHead
+from trecvit.init import init_weights_official
+from trecvit.layers import SpatialBlock, TemporalBlock
+from trecvit.state import TRecViTState
+from trecvit.tokenizer import Tokenizer
+from trecvit.validation import check_finite, check_frames
+
+
+@dataclass
+class TRecViTOutput:
+    """Output of :meth:`TRecViT.forward` for a batch of ``b`` videos split into ``c`` clips.
+
+    Attributes:
+        logits: ``[b, classes]``, the mean of the per-clip logits.
+        probs: ``[b, classes]``, the mean of the per-clip softmax probabilities.
+        pre_logits: ``[b, c, r]``, per-clip features (``tanh`` layer, mean over frames).
+        encoded: ``[b * c, t / c, n, d]``, the encoder output after the final norm.
+    """
+
+    logits: torch.Tensor
+    probs: torch.Tensor
+    pre_logits: torch.Tensor
+    encoded: torch.Tensor
+
+
+@dataclass
+class TRecViTStepOutput:
+    """Output of :meth:`TRecViT.step` for one frame of ``b`` streams.
+
+    Attributes:
+        encoded: ``[b, n, d]``, this frame's encoder output after the final norm.
+        logits: ``[b, classes]``, the prediction from the frames seen so far: the
+            head applied to the running mean of the per-frame features.
+        probs: ``[b, classes]``, ``softmax(logits)``.
+        pre_logits: ``[b, r]``, that running mean of the per-frame features.
+    """
+
+    encoded: torch.Tensor
+    logits: torch.Tensor
+    probs: torch.Tensor
+    pre_logits: torch.Tensor
+
+
+class TRecViTLayer(nn.Module):
+    """One encoder layer: temporal block (over ``t``), then spatial block (over ``n``)."""
+
+    def __init__(self, config: TRecViTConfig):
+        super().__init__()
+        self.temporal = TemporalBlock(config.width, config.lru_width, config.num_heads,
+                                      config.conv1d_width, config.min_rad, config.max_rad)
+        self.spatial = SpatialBlock(config.width, config.num_heads, config.mlp_dim)
+
+    def forward(self, x: torch.Tensor, conv_state: torch.Tensor | None = None,
+                lru_state: torch.Tensor | None = None, first: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x [b, t, n, d]`` -> ``(x, conv_state, lru_state)``; see :class:`TemporalBlock`."""
+        x, conv_state, lru_state = self.temporal(x, conv_state, lru_state, first)
+        return self.spatial(x), conv_state, lru_state
+
+
+class TRecViT(nn.Module):
+    """TRecViT, numerically identical to the official JAX model.
+
+    Args:
+        config: the hyper-parameters; ``TRecViTConfig()`` is TRecViT-B for
+            Kinetics-400. Weights are initialised as in the official release.
+
+    Example::
+
+        model = TRecViT(TRecViTConfig.from_variant("S", num_classes=10))
+        out = model(video)                      # video [B, T, 3, H, W] in [0, 1]
+        state = model.init_state(batch_size=B)
+        for frame in video.unbind(1):           # frame [B, 3, H, W]
+            step_out, state = model.step(frame, state)
+    """
+
+    def __init__(self, config: TRecViTConfig | None = None):
+        super().__init__()
+        config = config if config is not None else TRecViTConfig()
+        self.config = config
+        self.tokenizer = Tokenizer(config.width, config.patch_size, config.grid_hw,
+                                   config.posemb, class_token=config.pool_type == "tok")
+        self.blocks = nn.ModuleList(TRecViTLayer(config) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(config.width, eps=1e-6)  # official: encoder_norm
+        self.head = ClassificationHead(config.width, config.rep_size, config.num_classes,
+                                       config.pool_type)
+        init_weights_official(self, depth=config.depth)
+
+    # ------------------------------------------------------------------ helpers
+    def num_clips(self, num_frames: int) -> int:
+        """Clips a video of ``num_frames`` frames is split into (the official rule)."""
+        return max(num_frames // self.config.frames_per_clip, 1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _param_dtype(self) -> torch.dtype:
+        return self.tokenizer.patch_embed.weight.dtype
+
+    def _check_video(self, video: torch.Tensor) -> int:
+        """Validate ``video [b, t, 3, H, W]``; returns the number of clips."""
+        check_frames(video, name="video", layout="BT3HW", patch_size=self.config.patch_size)
+        num_frames = video.shape[1]
+        num_clips = self.num_clips(num_frames)
+        if num_frames % num_clips:
+            raise ValueError(
+                f"video has {num_frames} frames, which do not split into {num_clips} equal clips "
+                f"(num_clips = max(T // frames_per_clip, 1) with frames_per_clip = "
+                f"{self.config.frames_per_clip}); use a multiple of {num_clips} frames")
+        self._check_grid(video.shape[-2:], "video")
+        check_finite(video, name="video")
+        return num_clips
+
+    def _check_grid(self, hw: tuple[int, int], name: str) -> None:
+        grid = (hw[0] // self.config.patch_size, hw[1] // self.config.patch_size)
+        if self.config.posemb == "learn" and grid != self.config.grid_hw:
+            raise ValueError(
+                f"{name} frames are {hw[0]}x{hw[1]} but this model's learnt position embedding "
+                f"is for {self.config.image_hw[0]}x{self.config.image_hw[1]} frames "
+                f"(config.image_size); resize the frames to that size")
+
+    def _encode(self, tokens: torch.Tensor, state: TRecViTState | None = None,
+                first: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Run the encoder on ``tokens [b, t, n, d]``; returns ``(encoded, conv states,
+        lru states)``, one state per layer."""
+        x = tokens
+        conv_states, lru_states = [], []
+        for i, layer in enumerate(self.blocks):
+            conv_in = None if state is None else state.conv[i]
+            lru_in = None if state is None else state.lru[i]
+            x, conv_state, lru_state = layer(x, conv_in, lru_in, first)
+            conv_states.append(conv_state)
+            lru_states.append(lru_state)
+        return self.norm(x), conv_states, lru_states
+
+    # ------------------------------------------------------------- full clips
+    def embed(self, video: torch.Tensor) -> torch.Tensor:
+        """Tokenizer output ``[b * c, t / c, n, d]`` for ``video [b, t, 3, H, W]``."""
+        num_clips = self._check_video(video)
+        b, t = video.shape[:2]
+        frames = video.to(self._param_dtype()).reshape(b * t, *video.shape[2:])  # (b t, 3, H, W)
+        tokens = self.tokenizer(frames)  # (b t, n, d)
+        return tokens.view(b * num_clips, t // num_clips, *tokens.shape[1:])  # (b c, t/c, n, d)
+
+    def forward_features(self, video: torch.Tensor) -> torch.Tensor:
+        """The trunk: ``video [b, t, 3, H, W]`` -> ``encoded [b * c, t / c, n, d]``.
+
+        The video is cut into ``c = max(t // frames_per_clip, 1)`` consecutive
+        clips; the recurrence starts afresh in each.
+        """
+        encoded, _, _ = self._encode(self.embed(video))
+        return encoded
+
+    def forward_head(self, encoded: torch.Tensor, num_clips: int = 1) -> TRecViTOutput:
+        """The classifier on ``encoded [b * c, t / c, n, d]`` of ``b`` videos of ``c`` clips."""
+        if encoded.dim() != 4 or encoded.shape[0] % num_clips:
+            raise ValueError(f"encoded must be [b * clips, t, n, d] with clips = {num_clips}, "
+                             f"got shape {tuple(encoded.shape)}")
+        features = self.head.frame_features(encoded).mean(dim=1)  # (b c, r)
+        clip_logits = self.head(features)  # (b c, classes)
+        b = encoded.shape[0] // num_clips
+        clip_logits = clip_logits.view(b, num_clips, -1)  # (b, c, classes)
+        return TRecViTOutput(
+            logits=clip_logits.mean(dim=1),
+            probs=clip_logits.float().softmax(dim=-1).mean(dim=1),
+            pre_logits=features.view(b, num_clips, -1),
+            encoded=encoded,
+        )
+
+    def forward(self, video: torch.Tensor) -> TRecViTOutput:
+        """Classify ``video [b, t, 3, H, W]`` (float, RGB in [0, 1], channel-first)."""
+        encoded = self.forward_features(video)  # validates the video
+        return self.forward_head(encoded, self.num_clips(video.shape[1]))
+
+    # -------------------------------------------------------------- streaming
+    def init_state(self, batch_size: int, image_size: int | tuple[int, int] | None = None,
+                   device: torch.device | str | None = None) -> TRecViTState:
+        """An empty streaming state for ``batch_size`` streams of frames of
+        ``image_size`` (default: ``config.image_size``). See :class:`TRecViTState`."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        cfg = self.config
+        if image_size is None:
+            h, w = cfg.image_hw
+        elif isinstance(image_size, int):
+            h = w = image_size
+        else:
+            h, w = image_size
+        if h % cfg.patch_size or w % cfg.patch_size:
+            raise ValueError(f"image_size {h}x{w} must be multiples of the patch size "
+                             f"{cfg.patch_size}")
+        self._check_grid((h, w), "init_state")
+        if device is None:
+            device = self.tokenizer.patch_embed.weight.device
+        n = (h // cfg.patch_size) * (w // cfg.patch_size) + self.tokenizer.num_prefix_tokens
+        f32 = dict(dtype=torch.float32, device=device)
+        return TRecViTState(
+            conv=torch.zeros(cfg.depth, batch_size, cfg.conv1d_width - 1, n, cfg.lru_width, **f32),
+            lru=torch.zeros(cfg.depth, batch_size, n, cfg.lru_width, **f32),
+            feature_sum=torch.zeros(batch_size, self.head.feature_dim, **f32),
+            num_frames=torch.zeros(batch_size, dtype=torch.int64, device=device),
+        )
+
+    def _check_state(self, frame: torch.Tensor, state: TRecViTState) -> None:
+        if not isinstance(state, TRecViTState):
+            raise ValueError(f"state must be a TRecViTState (from model.init_state), got "
+                             f"{type(state).__name__}")
+        b = frame.shape[0]
+        cfg = self.config
+        n = ((frame.shape[-2] // cfg.patch_size) * (frame.shape[-1] // cfg.patch_size)
+             + self.tokenizer.num_prefix_tokens)
+        expected = (cfg.depth, b, cfg.conv1d_width - 1, n, cfg.lru_width)
+        if tuple(state.conv.shape) != expected or tuple(state.lru.shape) != expected[:2] + expected[3:]:
+            raise ValueError(
+                f"state does not fit frame {tuple(frame.shape)}: expected conv {expected} and lru "
+                f"{expected[:2] + expected[3:]}, got {tuple(state.conv.shape)} and "
+                f"{tuple(state.lru.shape)} (make it with model.init_state(batch_size={b}, "
+                f"image_size={tuple(frame.shape[-2:])}))")
+
+    def step(self, frame: torch.Tensor, state: TRecViTState
+             ) -> tuple[TRecViTStepOutput, TRecViTState]:
+        """Process one frame of ``b`` streams.
+
+        Args:
+            frame: ``[b, 3, H, W]`` float, RGB in [0, 1].
+            state: from :meth:`init_state` or the previous call.
+
+        Returns:
+            ``(output, new_state)``. For frame ``t`` of a stream, ``output.encoded``
+            equals ``forward_features(video)[:, t]`` of the full clip, and after
+            the last frame of a one-clip video ``output.logits`` equals its
+            full-clip ``logits``. The stream never resets by itself; use
+            ``state.reset(mask)`` to start new streams.
+        """
+        check_frames(frame, name="frame", layout="B3HW", patch_size=self.config.patch_size)
+        self._check_grid(frame.shape[-2:], "frame")
+        self._check_state(frame, state)
+        check_finite(frame, name="frame")
+        first = state.num_frames == 0  # (b,)
+        tokens = self.tokenizer(frame.to(self._param_dtype()))[:, None]  # (b, 1, n, d)
+        encoded, conv_states, lru_states = self._encode(tokens, state, first)
+        encoded = encoded[:, 0]  # (b, n, d)
+        features = self.head.frame_features(encoded)  # (b, r)
+        feature_sum = torch.where(first[:, None], 0.0, state.feature_sum) + features.float()
+        num_frames = state.num_frames + 1
+        pre_logits = feature_sum / num_frames[:, None]  # running mean (b, r)
+        logits = self.head(pre_logits.to(features.dtype))
+        new_state = TRecViTState(
+            conv=torch.stack(conv_states), lru=torch.stack(lru_states),
+            feature_sum=feature_sum, num_frames=num_frames,
+        )
+        out = TRecViTStepOutput(encoded=encoded, logits=logits,
+                                probs=logits.float().softmax(dim=-1), pre_logits=pre_logits)
+        return out, new_state
+
+    # ----------------------------------------------------------- serialisation
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
+        from trecvit.pretrained import save_pretrained
+
+        save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"
+                        ) -> "TRecViT":
+        """Load a model written by :meth:`save_pretrained`."""
+        from trecvit.pretrained import load_pretrained
+
+        return load_pretrained(directory, map_location=map_location)

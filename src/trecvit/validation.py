@@ -1,0 +1,84 @@
+"""Checks at the API boundary: bad input fails early with a message naming the problem.
+
+Shape and dtype checks are static and always run. The NaN/inf check reads the
+data, so it is skipped while ``torch.compile`` or ``torch.export`` traces the
+model (a traced graph has no Python control flow on values).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_frames(x: object, *, name: str, layout: str, patch_size: int) -> None:
+    """Check a video ``[B, T, 3, H, W]`` (``layout`` = "BT3HW") or a frame batch
+    ``[B, 3, H, W]`` ("B3HW"): a float tensor, 3 channels, no empty axis, sides
+    multiples of ``patch_size``."""
+    rank = len(layout)
+    shape_txt = "[" + ", ".join(layout) + "]"
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor {shape_txt}, got {type(x).__name__}")
+    if x.dim() != rank:
+        hint = ""
+        if rank == 5 and x.dim() == 4:
+            hint = (" (a single video [T, 3, H, W] needs a batch axis: video[None]; "
+                    "a single frame batch [B, 3, H, W] goes to model.step)")
+        elif rank == 4 and x.dim() == 3:
+            hint = " (a single frame [3, H, W] needs a batch axis: frame[None])"
+        elif rank == 4 and x.dim() == 5:
+            hint = " (a whole video [B, T, 3, H, W] goes to model(video))"
+        raise ValueError(f"{name} must have {rank} dimensions {shape_txt}, got shape "
+                         f"{tuple(x.shape)}{hint}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor with values in [0, 1], got dtype "
+                         f"{x.dtype}" + (" (convert uint8 frames with x.float() / 255)"
+                                         if x.dtype == torch.uint8 else ""))
+    channels = x.shape[-3]
+    if channels != 3:
+        hint = ""
+        if x.shape[-1] == 3:
+            hint = (" (this looks channels-last; TRecViT takes channel-first frames, e.g. "
+                    "video.permute(0, 1, 4, 2, 3))")
+        raise ValueError(f"{name} must have 3 (RGB) channels on axis {rank - 3} {shape_txt}, "
+                         f"got {channels} in shape {tuple(x.shape)}{hint}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % patch_size or w % patch_size:
+        raise ValueError(f"{name} frames are {h}x{w}; both sides must be multiples of the "
+                         f"patch size {patch_size} (resize or crop them, e.g. with "
+                         "trecvit.io.read_video(..., size=...))")
+
+
+def check_finite(x: torch.Tensor, *, name: str) -> None:
+    """Refuse NaN or infinite values (skipped while compiling or exporting)."""
+    if torch.compiler.is_compiling():
+        return
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} holds {bad} NaN or infinite value(s)")
+
+
+def check_names_and_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]],
+                           *, source: str, what: str = "key") -> None:
+    """Compare a checkpoint's arrays with what the model needs; raise a ``ValueError``
+    that names every missing, unexpected and mis-shaped ``what`` (up to 10 of each)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    misshaped = sorted(k for k in set(found) & set(expected) if tuple(found[k]) != tuple(expected[k]))
+    if not (missing or unexpected or misshaped):
+        return
+
+    def listing(keys: list[str], fmt) -> str:
+        shown = "; ".join(fmt(k) for k in keys[:10])
+        return shown + (f"; ... and {len(keys) - 10} more" if len(keys) > 10 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"missing {what}(s): " + listing(missing, lambda k: f"{k} {tuple(expected[k])}"))
+    if unexpected:
+        problems.append(f"unexpected {what}(s): " + listing(unexpected, lambda k: f"{k} {tuple(found[k])}"))
+    if misshaped:
+        problems.append(f"mis-shaped {what}(s): " + listing(
+            misshaped, lambda k: f"{k} has shape {tuple(found[k])}, expected {tuple(expected[k])}"))
+    raise ValueError(f"{source} does not match the model: " + " | ".join(problems))
