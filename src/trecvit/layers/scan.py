@@ -51,8 +51,8 @@ class _LinearScan(torch.autograd.Function):
         grad_a = grad_h_0 = None
         if ctx.needs_input_grad[0]:
             # dL/da_t = dh_t * h_{t-1}, with h_{-1} = h0 (zero when absent).
-            h_prev = torch.cat([h0.expand_as(h[:, :1]) if ctx.has_h0 else torch.zeros_like(h[:, :1]),
-                                h[:, :-1]], dim=1)
+            h_first = h0.unsqueeze(1) if ctx.has_h0 else torch.zeros_like(h[:, :1])
+            h_prev = torch.cat([h_first, h[:, :-1]], dim=1)  # (b, t, ...)
             grad_a = grad_x * h_prev
         if ctx.has_h0 and ctx.needs_input_grad[2]:
             grad_h_0 = a[:, 0] * grad_x[:, 0]

@@ -1,0 +1,260 @@
+"""The ``trecvit`` command line: ``convert``, ``classify``, ``verify``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger("trecvit")
+
+
+# ----------------------------------------------------------------------------
+# convert
+# ----------------------------------------------------------------------------
+def cmd_convert(args: argparse.Namespace) -> int:
+    from trecvit.config import TRecViTConfig
+    from trecvit.convert import infer_config, load_official_checkpoint, read_npz
+    from trecvit.model import TRecViT
+    from trecvit.pretrained import CONFIG_NAME, WEIGHTS_NAME
+
+    out_dir = Path(args.out_dir)
+    if (out_dir / WEIGHTS_NAME).exists() and not args.overwrite:
+        raise ValueError(f"{out_dir / WEIGHTS_NAME} already exists; pass --overwrite to replace it")
+    shapes = {k: v.shape for k, v in read_npz(args.checkpoint).items()}
+    overrides = {}
+    if args.frames_per_clip is not None:
+        overrides["frames_per_clip"] = args.frames_per_clip
+    if args.image_size is not None:
+        overrides["image_size"] = tuple(args.image_size) if len(args.image_size) == 2 else args.image_size[0]
+    inferred = infer_config(shapes, **overrides)
+    config = inferred
+    if args.variant is not None:
+        # The variant fixes the trunk; the file still says how many classes etc.
+        variant = TRecViTConfig.from_variant(args.variant)
+        config = inferred.replace(width=variant.width, depth=variant.depth,
+                                  mlp_dim=variant.mlp_dim, num_heads=variant.num_heads,
+                                  lru_width=2 * variant.width)
+    model = load_official_checkpoint(args.checkpoint, config).eval()
+    model.save_pretrained(out_dir)
+    print(f"converted {args.checkpoint} -> {out_dir}/{{{CONFIG_NAME},{WEIGHTS_NAME}}}")
+    print(f"parameters: {model.num_parameters():,} (width {config.width}, depth {config.depth}, "
+          f"heads {config.num_heads}, {config.num_classes} classes, {config.image_hw[0]}x"
+          f"{config.image_hw[1]}, {config.frames_per_clip} frames per clip)")
+    # One-line check: the saved folder reloads and gives the same output on a test clip.
+    reloaded = TRecViT.from_pretrained(out_dir).eval()
+    torch.manual_seed(0)
+    clip = torch.rand(1, 2, 3, *config.image_hw)
+    with torch.inference_mode():
+        a, b = model(clip).logits, reloaded(clip).logits
+    diff = float((a - b).abs().max())
+    ok = diff == 0.0 and bool(torch.isfinite(a).all())
+    print(f"check: {'OK' if ok else 'FAILED'}: reloaded {out_dir} gives finite logits identical to "
+          f"the converted model on a 2-frame test clip (max abs diff {diff:.1e})")
+    return 0 if ok else 1
+
+
+# ----------------------------------------------------------------------------
+# classify
+# ----------------------------------------------------------------------------
+def _format_top(top: list[tuple[int, str, float]]) -> str:
+    return "\n".join(f"  {rank:>2}. {name:<40s} {prob:7.2%}  (class {index})"
+                     for rank, (index, name, prob) in enumerate(top, 1))
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from trecvit.inference import classify_video, load_labels, load_model, stream_video
+
+    model = load_model(args.checkpoint, device=args.device)
+    labels = load_labels(model.config.num_classes, args.labels)
+    failures = 0
+    if args.stream:
+        for path in args.videos:
+            try:
+                failures += _classify_stream(model, path, labels, args)
+            except (FileNotFoundError, ValueError) as err:
+                failures += 1
+                print(f"error: {err}", file=sys.stderr)
+        return 1 if failures else 0
+
+    videos = tqdm(args.videos, desc="videos", unit="video", disable=len(args.videos) < 2, leave=False)
+    for path in videos:
+        try:
+            pred = classify_video(model, path, labels, num_frames=args.frames, top=args.top_k,
+                                  sampling=args.sampling, stride=args.stride, offset=args.offset)
+        except (FileNotFoundError, ValueError) as err:  # report, then go on with the others
+            failures += 1
+            tqdm.write(f"error: {err}", file=sys.stderr)
+            continue
+        if args.json:
+            tqdm.write(json.dumps(pred.to_dict()))
+        else:
+            tqdm.write(f"{path} ({pred.num_frames} frames, {pred.num_frames / pred.seconds:.1f} "
+                       f"frames/s)\n{_format_top(pred.top)}")
+    return 1 if failures else 0
+
+
+def _classify_stream(model, path: str, labels: list[str], args: argparse.Namespace) -> int:
+    from trecvit.inference import stream_video
+
+    start = time.perf_counter()
+    step_seconds = 0.0
+    update = None
+    for update in stream_video(model, path, labels, top=args.top_k, stride=args.stride,
+                               offset=args.offset, max_frames=args.frames):
+        step_seconds += update.step_seconds
+        n = update.frame + 1
+        if args.json:
+            print(json.dumps({"video": path, "frame": update.frame, "index": update.top[0][0],
+                              "label": update.top[0][1], "prob": round(update.top[0][2], 6)}))
+        elif n % args.print_every == 0:
+            print(f"{path} frame {update.frame:5d}  top-1: {update.top[0][1]} "
+                  f"({update.top[0][2]:.1%})  {n / step_seconds:6.1f} frames/s")
+    if update is None:
+        raise ValueError(f"{path}: no frames to stream (offset {args.offset} beyond the end?)")
+    n = update.frame + 1
+    wall = time.perf_counter() - start
+    if not args.json:
+        print(f"{path}: after {n} frames (streamed)\n{_format_top(update.top)}")
+        print(f"{n} frames: {n / step_seconds:.1f} frames/s in model.step, "
+              f"{n / wall:.1f} frames/s with decoding")
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# verify
+# ----------------------------------------------------------------------------
+def cmd_verify(args: argparse.Namespace) -> int:
+    from trecvit.inference import classify_video, load_labels, load_model
+    from trecvit.verify import run_checks
+
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    model = load_model(args.checkpoint) if args.checkpoint else None
+    failed = 0
+    print(f"trecvit verify (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    for check in run_checks(model, variant=args.variant):
+        failed += not check.passed
+        print(f"  {'PASS' if check.passed else 'FAIL'}  {check.name:<34s} {check.detail}", flush=True)
+    if model is not None:
+        from trecvit.assets import example_video
+
+        labels = load_labels(model.config.num_classes)
+        pred = classify_video(model, example_video(), labels)
+        print(f"demo clip with {args.checkpoint}:\n{_format_top(pred.top)}")
+    else:
+        print(f"  (demo clip timed with a randomly initialised TRecViT-{args.variant}; "
+              "pass --checkpoint to classify it with real weights)")
+    print("all checks passed" if not failed else f"{failed} check(s) FAILED")
+    return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------
+# parser
+# ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from trecvit import __version__
+    from trecvit.config import VARIANTS
+    from trecvit.inference import CHECKPOINT_ENV
+
+    parser = argparse.ArgumentParser(
+        prog="trecvit",
+        description="TRecViT, a causal recurrent video transformer: convert the official checkpoint, "
+                    "classify videos (whole or frame by frame), verify the installation.")
+    parser.add_argument("--version", action="version", version=f"trecvit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("convert", help="official .npz checkpoint -> config.json + model.safetensors",
+                       description="Convert an official TRecViT checkpoint (JAX .npz, e.g. "
+                                   "trecvit_B_k400.npz) to a folder with config.json and "
+                                   "model.safetensors. Every array is checked; nothing is unpickled.")
+    p.add_argument("checkpoint", metavar="OFFICIAL.npz", help="the official checkpoint file")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if needed)")
+    p.add_argument("--variant", choices=list(VARIANTS), default=None,
+                   help="expected ViT size (e.g. B); refuse a checkpoint of another size "
+                        "(default: read the size off the arrays)")
+    p.add_argument("--frames-per-clip", type=int, default=None,
+                   help="clip length the model splits videos into (not stored in the checkpoint; "
+                        "default 32, the official value)")
+    p.add_argument("--image-size", type=int, nargs="+", default=None, metavar="SIZE",
+                   help="frame size: one int (square) or H W (default: read off the learnt "
+                        "position embedding; 224 for the official model)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing model.safetensors in OUT_DIR")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("classify", help="top-k classes of videos, whole or streamed frame by frame",
+                       description="Classify video files with a TRecViT checkpoint. Without --stream, "
+                                   "each video is sampled uniformly (--frames frames) and classified "
+                                   "as a whole; with --stream, frames are decoded one at a time and "
+                                   "run through model.step, printing the running top-1.")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (anything FFmpeg reads)")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help=f"folder from `trecvit convert` / save_pretrained, or an official .npz "
+                        f"(default: ${CHECKPOINT_ENV})")
+    p.add_argument("--top-k", type=int, default=5, help="classes to print (default 5)")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="class names, one per line in class order (default: the bundled "
+                        "Kinetics-400 names for 400-class models, else class indices)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames to sample (default: the model's frames_per_clip, 32); with --stream, "
+                        "the most frames to stream (default: all)")
+    p.add_argument("--sampling", choices=["uniform", "stride"], default="uniform",
+                   help="whole-video sampling: spread over the video (uniform, default) or every "
+                        "--stride-th frame from --offset")
+    p.add_argument("--stride", type=int, default=1, help="frame stride (stride sampling and --stream)")
+    p.add_argument("--offset", type=int, default=0, help="first frame (stride sampling and --stream)")
+    p.add_argument("--stream", action="store_true",
+                   help="run frame by frame through model.step and print the running top-1 and "
+                        "frames per second")
+    p.add_argument("--print-every", type=int, default=1, metavar="N",
+                   help="with --stream, print the running top-1 every N frames (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per result")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("verify", help="check this installation reproduces the official model",
+                       description="Run the official model's reference outputs (shipped with the "
+                                   "package) through this implementation, check streaming equals "
+                                   "the full clip, decode and time the official demo clip. Exits "
+                                   "non-zero if any check fails.")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="also classify the demo clip with this checkpoint (folder or official .npz)")
+    p.add_argument("--variant", choices=list(VARIANTS), default="S",
+                   help="size of the randomly initialised model timed on the demo clip when no "
+                        "--checkpoint is given (default S)")
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for name in ("top_k", "frames", "stride", "print_every", "frames_per_clip"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if getattr(args, "offset", 0) < 0:
+        parser.error(f"--offset must be >= 0, got {args.offset}")
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as err:
+        if args.verbose:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
