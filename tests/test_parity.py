@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from trecvit import TRecViTConfig, load_official_checkpoint

@@ -70,7 +70,7 @@ def _format_top(top: list[tuple[int, str, float]]) -> str:
 def cmd_classify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from trecvit.inference import classify_video, load_labels, load_model, stream_video
+    from trecvit.inference import classify_video, load_labels, load_model
 
     model = load_model(args.checkpoint, device=args.device)
     labels = load_labels(model.config.num_classes, args.labels)

@@ -270,6 +270,33 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+# The array each inferable field is read from, for error messages.
+_FIELD_SOURCES = {
+    "width": "tokenizer/embedding/kernel", "patch_size": "tokenizer/embedding/kernel",
+    "depth": "encoder/residualblock_*", "num_heads": "MultiHeadDotProductAttention_0/query/kernel",
+    "mlp_dim": "MlpBlock_0/Dense_0/kernel", "lru_width": "recurrent_block/linear_x/kernel",
+    "conv1d_width": "recurrent_block/conv_1d/w", "posemb": "tokenizer/pos_embedding",
+    "pool_type": "tokenizer/cls", "rep_size": "decoder/pre_logits/kernel",
+    "num_classes": "decoder/cls_head/kernel",
+}
+
+
+def _check_config_against_arrays(config: TRecViTConfig, params: Mapping[str, np.ndarray],
+                                 path: Path) -> None:
+    """Refuse a config whose architecture differs from the file's, naming each field."""
+    try:
+        inferred = infer_config({k: v.shape for k, v in params.items()}, image_size=config.image_size)
+    except ValueError:
+        return  # not inferable: the per-key check in convert_official_params reports it
+    # (image_size is taken from the config; a learnt position embedding of another
+    # grid is reported by the per-array shape check.)
+    fields = [f for f in _FIELD_SOURCES if getattr(inferred, f) != getattr(config, f)]
+    if fields:
+        diffs = "; ".join(f"{f}: file {getattr(inferred, f)!r} (from {_FIELD_SOURCES[f]}), "
+                          f"config {getattr(config, f)!r}" for f in fields)
+        raise ValueError(f"{path} does not match the given config: {diffs}")
+
+
 def load_official_checkpoint(path: str | Path, config: TRecViTConfig | None = None):
     """Load an official TRecViT ``.npz`` (e.g. ``trecvit_B_k400.npz``) as a :class:`trecvit.TRecViT`.
 
@@ -288,11 +315,14 @@ def load_official_checkpoint(path: str | Path, config: TRecViTConfig | None = No
 
     path = Path(path)
     params = read_npz(path)
-    if params and all(k.startswith("params/") for k in params if not k.startswith(("config/", "out/", "video"))):
+    extras = ("config/", "out/", "video")
+    if params and all(k.startswith("params/") for k in params if not k.startswith(extras)):
         raise ValueError(f"{path} has its arrays under 'params/'; an official checkpoint has them at "
                          "the top level ('tokenizer/...', 'encoder/...', 'decoder/...')")
     if config is None:
         config = infer_config({k: v.shape for k, v in params.items()})
+    else:
+        _check_config_against_arrays(config, params, path)
     state = convert_official_params(params, config, source=str(path))
     model = TRecViT(config)
     model.load_state_dict(state, strict=True)

@@ -62,16 +62,16 @@ def check_finite(x: torch.Tensor, *, name: str) -> None:
 def check_names_and_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]],
                            *, source: str, what: str = "key") -> None:
     """Compare a checkpoint's arrays with what the model needs; raise a ``ValueError``
-    that names every missing, unexpected and mis-shaped ``what`` (up to 10 of each)."""
+    that names the missing, unexpected and mis-shaped ``what`` (up to 5 of each)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     misshaped = sorted(k for k in set(found) & set(expected) if tuple(found[k]) != tuple(expected[k]))
     if not (missing or unexpected or misshaped):
         return
 
-    def listing(keys: list[str], fmt) -> str:
-        shown = "; ".join(fmt(k) for k in keys[:10])
-        return shown + (f"; ... and {len(keys) - 10} more" if len(keys) > 10 else "")
+    def listing(keys: list[str], fmt, limit: int = 5) -> str:
+        shown = "; ".join(fmt(k) for k in keys[:limit])
+        return shown + (f"; ... and {len(keys) - limit} more" if len(keys) > limit else "")
 
     problems = []
     if missing:
