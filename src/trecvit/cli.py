@@ -19,28 +19,27 @@ logger = logging.getLogger("trecvit")
 # ----------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
     from trecvit.config import TRecViTConfig
-    from trecvit.convert import infer_config, load_official_checkpoint, read_npz
+    from trecvit.convert import infer_config, model_from_official_params, read_npz
     from trecvit.model import TRecViT
     from trecvit.pretrained import CONFIG_NAME, WEIGHTS_NAME
 
     out_dir = Path(args.out_dir)
     if (out_dir / WEIGHTS_NAME).exists() and not args.overwrite:
         raise ValueError(f"{out_dir / WEIGHTS_NAME} already exists; pass --overwrite to replace it")
-    shapes = {k: v.shape for k, v in read_npz(args.checkpoint).items()}
+    params = read_npz(args.checkpoint)
     overrides = {}
     if args.frames_per_clip is not None:
         overrides["frames_per_clip"] = args.frames_per_clip
     if args.image_size is not None:
         overrides["image_size"] = tuple(args.image_size) if len(args.image_size) == 2 else args.image_size[0]
-    inferred = infer_config(shapes, **overrides)
-    config = inferred
+    config = infer_config({k: v.shape for k, v in params.items()}, **overrides)
     if args.variant is not None:
         # The variant fixes the trunk; the file still says how many classes etc.
         variant = TRecViTConfig.from_variant(args.variant)
-        config = inferred.replace(width=variant.width, depth=variant.depth,
-                                  mlp_dim=variant.mlp_dim, num_heads=variant.num_heads,
-                                  lru_width=2 * variant.width)
-    model = load_official_checkpoint(args.checkpoint, config).eval()
+        config = config.replace(width=variant.width, depth=variant.depth, mlp_dim=variant.mlp_dim,
+                                num_heads=variant.num_heads, lru_width=2 * variant.width)
+    model = model_from_official_params(params, config, source=args.checkpoint).eval()
+    del params
     model.save_pretrained(out_dir)
     print(f"converted {args.checkpoint} -> {out_dir}/{{{CONFIG_NAME},{WEIGHTS_NAME}}}")
     print(f"parameters: {model.num_parameters():,} (width {config.width}, depth {config.depth}, "

@@ -282,7 +282,7 @@ _FIELD_SOURCES = {
 
 
 def _check_config_against_arrays(config: TRecViTConfig, params: Mapping[str, np.ndarray],
-                                 path: Path) -> None:
+                                 source: str) -> None:
     """Refuse a config whose architecture differs from the file's, naming each field."""
     try:
         inferred = infer_config({k: v.shape for k, v in params.items()}, image_size=config.image_size)
@@ -294,7 +294,25 @@ def _check_config_against_arrays(config: TRecViTConfig, params: Mapping[str, np.
     if fields:
         diffs = "; ".join(f"{f}: file {getattr(inferred, f)!r} (from {_FIELD_SOURCES[f]}), "
                           f"config {getattr(config, f)!r}" for f in fields)
-        raise ValueError(f"{path} does not match the given config: {diffs}")
+        raise ValueError(f"{source} does not match the given config: {diffs}")
+
+
+def model_from_official_params(params: Mapping[str, np.ndarray], config: TRecViTConfig | None = None,
+                               source: str = "checkpoint"):
+    """A :class:`trecvit.TRecViT` holding official arrays (``{flax name: array}``).
+
+    ``config=None`` infers it from the shapes; a given config must match them
+    (``ValueError`` naming the fields and arrays otherwise).
+    """
+    from trecvit.model import TRecViT
+
+    if config is None:
+        config = infer_config({k: v.shape for k, v in params.items()})
+    else:
+        _check_config_against_arrays(config, params, source)
+    model = TRecViT(config)
+    model.load_state_dict(convert_official_params(params, config, source=source), strict=True)
+    return model
 
 
 def load_official_checkpoint(path: str | Path, config: TRecViTConfig | None = None):
@@ -311,20 +329,12 @@ def load_official_checkpoint(path: str | Path, config: TRecViTConfig | None = No
         ValueError: not a plain ``.npz`` (pickles are refused unread), or any
             missing, unexpected or mis-shaped array, named in the message.
     """
-    from trecvit.model import TRecViT
-
     path = Path(path)
     params = read_npz(path)
     extras = ("config/", "out/", "video")
     if params and all(k.startswith("params/") for k in params if not k.startswith(extras)):
         raise ValueError(f"{path} has its arrays under 'params/'; an official checkpoint has them at "
                          "the top level ('tokenizer/...', 'encoder/...', 'decoder/...')")
-    if config is None:
-        config = infer_config({k: v.shape for k, v in params.items()})
-    else:
-        _check_config_against_arrays(config, params, path)
-    state = convert_official_params(params, config, source=str(path))
-    model = TRecViT(config)
-    model.load_state_dict(state, strict=True)
+    model = model_from_official_params(params, config, source=str(path))
     logger.info("loaded %s: %s parameters", path, f"{model.num_parameters():,}")
     return model

@@ -18,7 +18,7 @@ import torch
 
 from trecvit.assets import example_video, reference_fixtures
 from trecvit.config import TRecViTConfig
-from trecvit.convert import convert_official_params, infer_config
+from trecvit.convert import infer_config, model_from_official_params
 from trecvit.io import read_video
 from trecvit.model import TRecViT
 
@@ -51,9 +51,7 @@ def reference_model(path) -> tuple[TRecViT, dict[str, np.ndarray]]:
     config = infer_config({k: v.shape for k, v in params.items()},
                           frames_per_clip=int(arrays["config/frames_per_clip"]),
                           min_rad=float(arrays["config/min_rad"]))
-    model = TRecViT(config)
-    model.load_state_dict(convert_official_params(params, config, source=str(path)), strict=True)
-    return model.eval(), arrays
+    return model_from_official_params(params, config, source=str(path)).eval(), arrays
 
 
 @torch.inference_mode()
