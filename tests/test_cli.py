@@ -127,3 +127,9 @@ def test_verify_passes(capsys):
     assert main(["verify", "--variant", "mu"]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out and out.count("PASS") >= 6
+
+
+def test_weights_file_of_a_converted_folder_is_accepted(converted, capsys):
+    assert main(["classify", str(example_video()), "--checkpoint", str(converted / "model.safetensors"),
+                 "--frames", "4", "--top-k", "1"]) == 0
+    assert "4 frames" in capsys.readouterr().out

@@ -134,7 +134,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from trecvit.inference import classify_video, load_labels, load_model
     from trecvit.verify import run_checks
 
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     model = load_model(args.checkpoint) if args.checkpoint else None
     failed = 0
     print(f"trecvit verify (torch {torch.__version__}, {torch.get_num_threads()} threads)")

@@ -44,7 +44,9 @@ def load_model(checkpoint: str | Path | None, device: str | torch.device = "cpu"
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found.\n" + how_to_get_checkpoint())
-    if path.is_file():
+    if path.is_file() and path.suffix == ".safetensors":
+        model = TRecViT.from_pretrained(path.parent)  # the weights file of a converted folder
+    elif path.is_file():
         model = load_official_checkpoint(path)
     else:
         model = TRecViT.from_pretrained(path)
