@@ -36,28 +36,23 @@ def _tiny_arrays() -> dict[str, np.ndarray]:
     return read_npz(FIXTURES / "tiny_tok_learn.ckpt.npz")
 
 
-def test_missing_key_is_named(tmp_path):
+@pytest.mark.parametrize("key, value, message", [
+    ("encoder/residualblock_01/recurrent_block/rg_lru/a_param", None,
+     r"missing key.*residualblock_01/recurrent_block/rg_lru/a_param"),
+    ("encoder/encoderblock_1/extra/kernel", np.zeros((2, 2), np.float32),
+     r"unexpected key.*encoderblock_1/extra/kernel"),
+    ("encoder/encoderblock_0/MlpBlock_0/Dense_1/kernel", np.zeros((128, 63), np.float32),
+     r"mis-shaped key.*encoderblock_0/MlpBlock_0/Dense_1/kernel has shape \(128, 63\), expected \(128, 64\)"),
+    ("tokenizer/embedding/bias", np.zeros(64, np.int32), r"tokenizer/embedding/bias.*int32"),
+], ids=["missing", "unexpected", "mis-shaped", "integer"])
+def test_bad_array_is_named(tmp_path, key, value, message):
     arrays = _tiny_arrays()
-    del arrays["encoder/residualblock_01/recurrent_block/rg_lru/a_param"]
+    if value is None:
+        del arrays[key]
+    else:
+        arrays[key] = value
     np.savez(tmp_path / "ckpt.npz", **arrays)
-    with pytest.raises(ValueError, match=r"missing key.*residualblock_01/recurrent_block/rg_lru/a_param"):
-        load_official_checkpoint(tmp_path / "ckpt.npz")
-
-
-def test_unexpected_key_is_named(tmp_path):
-    arrays = _tiny_arrays()
-    arrays["encoder/encoderblock_1/extra/kernel"] = np.zeros((2, 2), np.float32)
-    np.savez(tmp_path / "ckpt.npz", **arrays)
-    with pytest.raises(ValueError, match=r"unexpected key.*encoderblock_1/extra/kernel"):
-        load_official_checkpoint(tmp_path / "ckpt.npz")
-
-
-def test_misshaped_key_is_named(tmp_path):
-    arrays = _tiny_arrays()
-    key = "encoder/encoderblock_0/MlpBlock_0/Dense_1/kernel"
-    arrays[key] = np.zeros((128, 63), np.float32)
-    np.savez(tmp_path / "ckpt.npz", **arrays)
-    with pytest.raises(ValueError, match=rf"mis-shaped key.*{key} has shape \(128, 63\), expected \(128, 64\)"):
+    with pytest.raises(ValueError, match=message):
         load_official_checkpoint(tmp_path / "ckpt.npz")
 
 
@@ -118,14 +113,6 @@ def test_truncated_checkpoint_is_refused(tmp_path):
 def test_missing_checkpoint_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         load_official_checkpoint(tmp_path / "nope.npz")
-
-
-def test_integer_weights_are_refused(tmp_path):
-    arrays = _tiny_arrays()
-    arrays["tokenizer/embedding/bias"] = np.zeros(64, np.int32)
-    np.savez(tmp_path / "ckpt.npz", **arrays)
-    with pytest.raises(ValueError, match=r"tokenizer/embedding/bias.*int32"):
-        load_official_checkpoint(tmp_path / "ckpt.npz")
 
 
 def test_bfloat16_arrays_as_jax_writes_them_load(tmp_path):

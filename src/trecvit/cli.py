@@ -11,8 +11,6 @@ from pathlib import Path
 
 import torch
 
-logger = logging.getLogger("trecvit")
-
 
 # ----------------------------------------------------------------------------
 # convert
@@ -77,7 +75,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.stream:
         for path in args.videos:
             try:
-                failures += _classify_stream(model, path, labels, args)
+                _classify_stream(model, path, labels, args)
             except (FileNotFoundError, ValueError) as err:
                 failures += 1
                 print(f"error: {err}", file=sys.stderr)
@@ -100,7 +98,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _classify_stream(model, path: str, labels: list[str], args: argparse.Namespace) -> int:
+def _classify_stream(model, path: str, labels: list[str], args: argparse.Namespace) -> None:
     from trecvit.inference import stream_video
 
     start = time.perf_counter()
@@ -124,7 +122,6 @@ def _classify_stream(model, path: str, labels: list[str], args: argparse.Namespa
         print(f"{path}: after {n} frames (streamed)\n{_format_top(update.top)}")
         print(f"{n} frames: {n / step_seconds:.1f} frames/s in model.step, "
               f"{n / wall:.1f} frames/s with decoding")
-    return 0
 
 
 # ----------------------------------------------------------------------------
@@ -241,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.command == "convert" and args.image_size is not None and len(args.image_size) > 2:
+        parser.error(f"--image-size takes one int or H W, got {len(args.image_size)} values")
     if getattr(args, "offset", 0) < 0:
         parser.error(f"--offset must be >= 0, got {args.offset}")
     try:
