@@ -14,11 +14,11 @@ from trecvit.layers.spatial import Attention, Mlp, SpatialBlock
 from trecvit.layers.temporal import TemporalBlock
 
 __all__ = [
+    "RGLRU",
     "Attention",
     "BlockDiagonalLinear",
     "CausalConv1d",
     "Mlp",
-    "RGLRU",
     "RMSNorm",
     "SpatialBlock",
     "TemporalBlock",

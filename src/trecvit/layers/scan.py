@@ -1,85 +1,316 @@
 """The linear recurrence ``h_t = a_t * h_{t-1} + x_t`` and the bounded square root.
 
-Both are custom autograd functions:
+:func:`linear_scan` is the temporal scan of the RG-LRU. Its gradient is the
+reverse recurrence ``dh_t = g_t + a_{t+1} * dh_{t+1}``, ``da_t = dh_t * h_{t-1}``,
+so autograd keeps no per-frame tensors. It has several implementations, all
+numerically equal (to float32 rounding) and chosen automatically:
 
-* :func:`linear_scan` runs the recurrence forward over time and its gradient
-  as the reverse recurrence ``dh_t = g_t + a_{t+1} * dh_{t+1}``, so autograd
-  does not keep one small tensor per frame.
-* :func:`sqrt_bound_derivative` is ``sqrt(x)`` whose backward uses
-  ``max(x, 1 / (4 * 1000^2))``: its derivative is at most 1000, which keeps the
-  RG-LRU's ``sqrt(1 - a^2)`` trainable in bfloat16 (as in the official model).
+``"numba"`` (CPU, default there)
+    a fused kernel compiled by Numba: one pass that reads ``a`` and ``x`` and
+    writes ``h``, parallel over channels, vectorised within a row; the backward
+    is one reverse pass. Used for float32/float64 CPU tensors when Numba is
+    installed (it is a dependency of the package, but the code runs without it).
+``"triton"`` (CUDA, default there)
+    the Triton kernel of :mod:`trecvit.layers.triton_scan`, when Triton is
+    installed. Never required.
+``"chunked"``
+    plain PyTorch for any device and dtype: the time axis is cut into chunks of
+    about ``sqrt(t)`` frames; the chunks are scanned side by side, then the
+    carries are propagated from chunk to chunk, so there are about
+    ``2 * sqrt(t)`` vectorised steps instead of ``t``.
+``"sequential"``
+    the reference: one vectorised step per frame.
+
+Set ``TRECVIT_SCAN`` (or pass ``impl=``) to force one. The CPU path is a
+``torch.library`` custom op, so ``torch.compile`` treats it as one opaque call
+(no graph break, no unrolled loop).
+
+:func:`sqrt_bound_derivative` is ``sqrt(x)`` whose backward uses
+``max(x, 1 / (4 * 1000^2))``: its derivative is at most 1000, which keeps the
+RG-LRU's ``sqrt(1 - a^2)`` trainable in bfloat16 (as in the official model).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import math
+import os
+
 import torch
 
 MAX_SQRT_GRADIENT = 1000.0
+SCAN_IMPLS = ("auto", "numba", "triton", "chunked", "sequential")
+SCAN_ENV = "TRECVIT_SCAN"
+_NUMBA_BLOCK = 2048  # channels per Numba work item: the carried state fits in L1
+# Checked without importing Numba (a constant, so torch.compile can trace the dispatch).
+_HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
 
-def _scan_forward(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
-    """Sequential scan over axis 1 of ``a, x [b, t, ...]``; returns ``h [b, t, ...]``."""
-    num_frames = x.shape[1]
-    if num_frames == 1:  # the streaming case: one state update, no loop
-        return x if h0 is None else torch.addcmul(x, a, h0.unsqueeze(1))
-    hs = []
-    h = h0
-    for t in range(num_frames):
-        h = x[:, t] if h is None else torch.addcmul(x[:, t], a[:, t], h)
-        hs.append(h)
-    return torch.stack(hs, dim=1)
+# --------------------------------------------------------------------------- plain PyTorch
+
+def _sequential(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
+    """One step per frame over axis 1 of ``a, x [b, t, c]``."""
+    h = torch.empty_like(x)
+    prev = h0
+    for t in range(x.shape[1]):
+        prev = x[:, t] if prev is None else torch.addcmul(x[:, t], a[:, t], prev)
+        h[:, t] = prev
+    return h
 
 
-class _LinearScan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None):  # type: ignore[override]
-        h = _scan_forward(a, x, h0)
-        ctx.has_h0 = h0 is not None
-        ctx.save_for_backward(a, h, h0 if h0 is not None else h.new_zeros(()))
-        return h
-
-    @staticmethod
-    def backward(ctx, grad_h: torch.Tensor):  # type: ignore[override]
-        a, h, h0 = ctx.saved_tensors
-        num_frames = h.shape[1]
-        grad_x = torch.empty_like(grad_h)
-        dh = grad_h[:, num_frames - 1]
-        grad_x[:, num_frames - 1] = dh
-        for t in range(num_frames - 2, -1, -1):  # reverse scan: dh_t = g_t + a_{t+1} dh_{t+1}
-            dh = torch.addcmul(grad_h[:, t], a[:, t + 1], dh)
-            grad_x[:, t] = dh
-        grad_a = grad_h_0 = None
-        if ctx.needs_input_grad[0]:
-            # dL/da_t = dh_t * h_{t-1}, with h_{-1} = h0 (zero when absent).
-            h_first = h0.unsqueeze(1) if ctx.has_h0 else torch.zeros_like(h[:, :1])
-            h_prev = torch.cat([h_first, h[:, :-1]], dim=1)  # (b, t, ...)
-            grad_a = grad_x * h_prev
-        if ctx.has_h0 and ctx.needs_input_grad[2]:
-            grad_h_0 = a[:, 0] * grad_x[:, 0]
-        return grad_a, grad_x, grad_h_0
+def _chunk_size(num_frames: int) -> int:
+    return max(1, int(math.sqrt(num_frames)))
 
 
-def linear_scan(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+def _chunked(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None,
+             chunk: int | None = None) -> torch.Tensor:
+    """Two-level scan over axis 1 of ``a, x [b, t, c]``: ``chunk + t / chunk`` vectorised steps."""
+    b, t, c = x.shape
+    k = chunk or _chunk_size(t)
+    n = -(-t // k)
+    pad = n * k - t
+    if pad:  # a = 1, x = 0 past the end: the state just carries over
+        a = torch.cat([a, a.new_ones(b, pad, c)], dim=1)
+        x = torch.cat([x, x.new_zeros(b, pad, c)], dim=1)
+    a4, x4 = a.reshape(b, n, k, c), x.reshape(b, n, k, c)
+    local = torch.empty_like(x4)  # scan within each chunk, starting from zero
+    decay = torch.empty_like(a4)  # product of a within each chunk, up to each frame
+    local[:, :, 0] = x4[:, :, 0]
+    decay[:, :, 0] = a4[:, :, 0]
+    for i in range(1, k):
+        local[:, :, i] = torch.addcmul(x4[:, :, i], a4[:, :, i], local[:, :, i - 1])
+        decay[:, :, i] = a4[:, :, i] * decay[:, :, i - 1]
+    carry = torch.empty(b, n, c, dtype=x.dtype, device=x.device)  # state entering each chunk
+    state = h0 if h0 is not None else x.new_zeros(b, c)
+    for j in range(n):
+        carry[:, j] = state
+        state = torch.addcmul(local[:, j, -1], decay[:, j, -1], state)
+    h = torch.addcmul(local, decay, carry.unsqueeze(2)).reshape(b, n * k, c)
+    return h[:, :t] if pad else h
+
+
+def _torch_forward(a, x, h0, impl: str) -> torch.Tensor:
+    return _chunked(a, x, h0) if impl == "chunked" else _sequential(a, x, h0)
+
+
+def _torch_backward(a, h, h0, g, impl: str, need_a: bool):
+    """Reverse scan ``dh_t = g_t + a_{t+1} dh_{t+1}`` as a forward scan of the flipped tensors."""
+    a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], dim=1)
+    dh = _torch_forward(a_next.flip(1), g.flip(1), None, impl).flip(1)
+    grad_a = None
+    if need_a:
+        h_first = h0.unsqueeze(1) if h0 is not None else torch.zeros_like(h[:, :1])
+        grad_a = dh * torch.cat([h_first, h[:, :-1]], dim=1)
+    grad_h0 = a[:, 0] * dh[:, 0] if h0 is not None else None
+    return grad_a, dh, grad_h0
+
+
+# --------------------------------------------------------------------------- Numba (CPU)
+
+@functools.cache
+def _numba_kernels():
+    """Compile (once per process; cached on disk) the fused CPU kernels, or None without Numba."""
+    try:
+        import numba
+        import numpy as np
+    except ImportError:
+        return None
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def forward(a, x, h0, h, block):  # pragma: no cover - compiled
+        b_size, t_size, c_size = x.shape
+        num_blocks = (c_size + block - 1) // block
+        for job in numba.prange(b_size * num_blocks):
+            b = job // num_blocks
+            c0 = (job % num_blocks) * block
+            c1 = min(c0 + block, c_size)
+            state = h0[b, c0:c1].copy()
+            for t in range(t_size):
+                for i in range(c1 - c0):
+                    state[i] = a[b, t, c0 + i] * state[i] + x[b, t, c0 + i]
+                    h[b, t, c0 + i] = state[i]
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def backward(a, h, h0, g, grad_a, grad_x, grad_h0, need_a, block):  # pragma: no cover
+        b_size, t_size, c_size = g.shape
+        num_blocks = (c_size + block - 1) // block
+        for job in numba.prange(b_size * num_blocks):
+            b = job // num_blocks
+            c0 = (job % num_blocks) * block
+            c1 = min(c0 + block, c_size)
+            dh = np.zeros(c1 - c0, dtype=g.dtype)
+            for t in range(t_size - 1, -1, -1):
+                if t == t_size - 1:
+                    for i in range(c1 - c0):
+                        dh[i] = g[b, t, c0 + i]
+                        grad_x[b, t, c0 + i] = dh[i]
+                else:
+                    for i in range(c1 - c0):
+                        dh[i] = g[b, t, c0 + i] + a[b, t + 1, c0 + i] * dh[i]
+                        grad_x[b, t, c0 + i] = dh[i]
+                if need_a:
+                    if t > 0:
+                        for i in range(c1 - c0):
+                            grad_a[b, t, c0 + i] = dh[i] * h[b, t - 1, c0 + i]
+                    else:
+                        for i in range(c1 - c0):
+                            grad_a[b, t, c0 + i] = dh[i] * h0[b, c0 + i]
+            for i in range(c1 - c0):
+                grad_h0[b, c0 + i] = a[b, 0, c0 + i] * dh[i]
+
+    return numba, forward, backward
+
+
+def numba_available() -> bool:
+    """True when Numba is installed, so the fused CPU kernels can be used."""
+    return _HAS_NUMBA
+
+
+def _numba_threads(numba) -> None:
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _numba_forward(a, x, h0):
+    numba, forward, _ = _numba_kernels()
+    _numba_threads(numba)
+    h = torch.empty_like(x)
+    h0 = h0 if h0 is not None else x.new_zeros(x.shape[0], x.shape[2])
+    forward(a.numpy(), x.numpy(), h0.contiguous().numpy(), h.numpy(), _NUMBA_BLOCK)
+    return h
+
+
+def _numba_backward(a, h, h0, g, need_a: bool):
+    numba, _, backward = _numba_kernels()
+    _numba_threads(numba)
+    grad_x = torch.empty_like(g)
+    grad_a = torch.empty_like(g) if need_a else g.new_empty(1, 1, 1)
+    h0_arr = h0.contiguous() if h0 is not None else g.new_zeros(g.shape[0], g.shape[2])
+    grad_h0 = torch.empty_like(h0_arr)
+    backward(a.numpy(), h.numpy(), h0_arr.numpy(), g.numpy(), grad_a.numpy(), grad_x.numpy(),
+             grad_h0.numpy(), need_a, _NUMBA_BLOCK)
+    return (grad_a if need_a else None), grad_x, (grad_h0 if h0 is not None else None)
+
+
+# --------------------------------------------------------------------------- the custom op
+
+def _forward(a, x, h0, impl: str) -> torch.Tensor:
+    if impl == "numba" and _numba_kernels() is not None:
+        return _numba_forward(a, x, h0)
+    return _torch_forward(a, x, h0, impl)
+
+
+@torch.library.custom_op("trecvit::linear_scan", mutates_args=())
+def _scan_op(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None, impl: str) -> torch.Tensor:
+    return _forward(a.contiguous(), x.contiguous(), h0, impl)
+
+
+@_scan_op.register_fake
+def _(a, x, h0, impl):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("trecvit::linear_scan_backward", mutates_args=())
+def _scan_backward_op(a: torch.Tensor, h: torch.Tensor, h0: torch.Tensor | None, g: torch.Tensor,
+                      impl: str, need_a: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = g.contiguous()
+    if impl == "numba" and _numba_kernels() is not None:
+        grad_a, grad_x, grad_h0 = _numba_backward(a, h, h0, g, need_a)
+    else:
+        grad_a, grad_x, grad_h0 = _torch_backward(a, h, h0, g, impl, need_a)
+    empty = g.new_empty(0)
+    return (grad_a if grad_a is not None else empty), grad_x, (grad_h0 if grad_h0 is not None else empty)
+
+
+@_scan_backward_op.register_fake
+def _(a, h, h0, g, impl, need_a):
+    return (torch.empty_like(a) if need_a else g.new_empty(0), torch.empty_like(g),
+            torch.empty_like(h0) if h0 is not None else g.new_empty(0))
+
+
+def _setup_context(ctx, inputs, output):
+    a, _, h0, impl = inputs
+    ctx.impl = impl
+    ctx.has_h0 = h0 is not None
+    ctx.save_for_backward(a, output, h0)
+
+
+def _backward(ctx, grad_h):
+    a, h, h0 = ctx.saved_tensors
+    need_a = ctx.needs_input_grad[0]
+    grad_a, grad_x, grad_h0 = _scan_backward_op(a, h, h0, grad_h, ctx.impl, need_a)
+    return ((grad_a if need_a else None), grad_x,
+            (grad_h0 if ctx.has_h0 and ctx.needs_input_grad[2] else None), None)
+
+
+_scan_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------- public API
+
+def resolve_scan_impl(x: torch.Tensor, impl: str = "auto") -> str:
+    """The implementation :func:`linear_scan` uses for ``x`` (``impl="auto"`` honours ``TRECVIT_SCAN``)."""
+    if impl == "auto":
+        impl = os.environ.get(SCAN_ENV, "auto") or "auto"
+    if impl not in SCAN_IMPLS:
+        raise ValueError(f"unknown scan implementation {impl!r} (from {SCAN_ENV} or impl=); "
+                         f"choose one of {', '.join(SCAN_IMPLS)}")
+    cpu_ok = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    if impl == "numba" and not (cpu_ok and numba_available()):
+        raise ValueError("the 'numba' scan needs Numba installed and float32/float64 CPU tensors "
+                         f"(got {x.dtype} on {x.device})")
+    if impl == "triton" and not _triton_usable(x):
+        raise ValueError("the 'triton' scan needs Triton and float32/bfloat16/float16 CUDA tensors "
+                         f"(got {x.dtype} on {x.device})")
+    if impl != "auto":
+        return impl
+    if x.is_cuda and not torch.compiler.is_compiling() and _triton_usable(x):
+        return "triton"
+    if cpu_ok and numba_available():
+        return "numba"
+    return "chunked" if x.shape[1] >= 32 else "sequential"
+
+
+def _triton_usable(x: torch.Tensor) -> bool:
+    if not x.is_cuda:
+        return False
+    from trecvit.layers import triton_scan
+    return triton_scan.is_available() and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+
+
+def linear_scan(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None = None,
+                impl: str = "auto") -> torch.Tensor:
     """``h_t = a_t * h_{t-1} + x_t`` along axis 1, with ``h_{-1} = h0`` (zero if ``None``).
 
     Args:
         a: decay ``[b, t, ...]``.
         x: input ``[b, t, ...]``, same shape and dtype as ``a``.
         h0: state before the first frame ``[b, ...]``, or ``None``.
+        impl: ``"auto"`` (default), ``"numba"``, ``"triton"``, ``"chunked"`` or
+            ``"sequential"``; see the module docstring.
 
     Returns:
         every state ``h [b, t, ...]``.
     """
     if a.shape != x.shape:
         raise ValueError(f"linear_scan: a {tuple(a.shape)} and x {tuple(x.shape)} differ in shape")
+    if x.dim() < 2:
+        raise ValueError(f"linear_scan: x must be [b, t, ...], got shape {tuple(x.shape)}")
     if h0 is not None and h0.shape != x.shape[:1] + x.shape[2:]:
         raise ValueError(f"linear_scan: h0 {tuple(h0.shape)} must be x's shape without the time "
                          f"axis, {tuple(x.shape[:1] + x.shape[2:])}")
-    needs_grad = torch.is_grad_enabled() and (
-        a.requires_grad or x.requires_grad or (h0 is not None and h0.requires_grad))
-    if not needs_grad or x.shape[1] == 1:
-        return _scan_forward(a, x, h0)
-    return _LinearScan.apply(a, x, h0)
+    if x.shape[1] == 1:  # the streaming case: one state update
+        return x if h0 is None else torch.addcmul(x, a, h0.unsqueeze(1))
+    impl = resolve_scan_impl(x, impl)
+    b, t = x.shape[:2]
+    if impl == "triton":
+        from trecvit.layers.triton_scan import can_use, triton_linear_scan
+        if can_use(a, x, h0):
+            return triton_linear_scan(a, x, h0)
+        impl = "chunked"
+    a3, x3 = a.reshape(b, t, -1), x.reshape(b, t, -1)
+    h03 = h0.reshape(b, -1) if h0 is not None else None
+    return _scan_op(a3, x3, h03, impl).view(x.shape)
 
 
 class _SqrtBoundDerivative(torch.autograd.Function):
