@@ -1,0 +1,427 @@
+"""TRecViT benchmarks: our figures against this machine's own ceilings, measured in the same run.
+
+    python benchmarks/run.py                      # all five, CPU (about 20 minutes on 2 cores)
+    python benchmarks/run.py --only scan,memory   # some of them
+    python benchmarks/run.py --quick              # small shapes, a smoke test (about a minute)
+    python benchmarks/run.py --device cuda        # on a GPU (adds bfloat16 rows)
+
+Benchmarks (see benchmarks/RESULTS.md for what they showed):
+
+inference  full-clip forward of TRecViT-B at 224, 8 and 32 frames, batch 1, float32, eager
+           and torch.compile: seconds, frames/s, GFLOP/s and GFLOP/s over the fp32 matmul rate.
+streaming  per-frame latency of ``step`` at frames 10, 100 and 1000 of one stream (B and S at
+           224), against the full clip's per-frame cost; memory of a TRecViT-S stream at 64 x 64
+           after 10, 100, 1000 and 10000 frames.
+training   forward + backward + AdamW step of TRecViT-S at 224, 8 frames, batch 1, float32 and
+           bfloat16 autocast, eager and torch.compile: GFLOP/s over the matmul rate.
+scan       the RG-LRU layer alone (B*N = 197, L = 768), forward + backward, T = 32 ... 4096,
+           and its temporal scan, against the time to move their tensors once at the copy
+           bandwidth; equality with the simple sequential scan.
+memory     peak memory of the full-clip forward and of a training step of TRecViT-B at 224
+           against the number of frames (8, 16, 32, 64), each in a fresh process.
+
+Every timing is the median of at least 3 repeats after a warm-up. Each benchmark writes
+``<out>/<name>.json`` (ceilings, every run, targets) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from trecvit import TRecViT, TRecViTConfig
+from trecvit.layers import RGLRU
+from trecvit.layers.scan import linear_scan, resolve_scan_impl
+from trecvit.profiling import (GB, MB, count_flops, measure_ceilings, measure_peak_memory, median,
+                               run_in_child, synchronize, time_repeats)
+
+BENCHMARKS = ("inference", "streaming", "training", "scan", "memory")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def build(variant: str, size: int, device: torch.device, train: bool = False) -> TRecViT:
+    torch.manual_seed(0)
+    config = TRecViTConfig.from_variant(variant, image_size=size, num_classes=400)
+    model = TRecViT(config).to(device)
+    return model.train(train)
+
+
+def target(name: str, value: float, op: str, threshold: float, note: str = "") -> dict:
+    met = value >= threshold if op == ">=" else value <= threshold
+    return {"name": name, "value": value, "op": op, "threshold": threshold, "met": bool(met),
+            "note": note}
+
+
+# --------------------------------------------------------------------------- 1. inference
+
+def bench_inference(args, ceil) -> dict:
+    dev = torch.device(args.device)
+    variant, size, frame_counts = ("Ti", 64, (4, 8)) if args.quick else ("B", 224, (8, 32))
+    model = build(variant, size, dev).eval()
+    rows = []
+    modes = ["eager"] + (["compiled"] if args.compile else [])
+    dtypes = [torch.float32] + ([torch.bfloat16] if dev.type == "cuda" else [])
+    for t in frame_counts:
+        video = torch.rand(1, t, 3, size, size, device=dev)
+        with torch.inference_mode():
+            flops = count_flops(lambda: model(video))
+        for mode in modes:
+            fn = model
+            if mode == "compiled":
+                torch._dynamo.reset()
+                fn = torch.compile(model, dynamic=False)
+            for dtype in dtypes:
+                amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+                log(f"inference {variant} {t} frames {mode} {str(dtype)[6:]}")
+                with torch.inference_mode(), amp:
+                    start = time.perf_counter()
+                    fn(video)  # warm-up (compiles)
+                    first = time.perf_counter() - start
+                    times = time_repeats(lambda: fn(video), repeats=args.repeats, warmup=1, device=dev)
+                sec = median(times)
+                rate = ceil.matmul_gflops if dtype == torch.float32 else ceil.matmul_gflops_bf16
+                rows.append({"variant": variant, "size": size, "frames": t, "mode": mode,
+                             "dtype": str(dtype)[6:], "seconds": sec, "runs": times,
+                             "first_call_s": first, "frames_per_s": t / sec, "gflop": flops / GB,
+                             "gflop_per_s": flops / sec / GB, "of_matmul": flops / sec / GB / rate})
+    f32 = [r for r in rows if r["dtype"] == "float32" and r["frames"] == frame_counts[0]]
+    best = max(f32, key=lambda r: r["of_matmul"])
+    targets = [target(f"GFLOP/s / fp32 matmul rate at {frame_counts[0]} frames ({best['mode']})",
+                      best["of_matmul"], ">=", 0.85),
+               target(f"... eager at {frame_counts[0]} frames", f32[0]["of_matmul"], ">=", 0.85)]
+    table = ["| frames | mode | dtype | seconds | frames/s | GFLOP | GFLOP/s | of matmul |",
+             "|---:|---|---|---:|---:|---:|---:|---:|"]
+    table += [f"| {r['frames']} | {r['mode']} | {r['dtype']} | {r['seconds']:.3f} | "
+              f"{r['frames_per_s']:.2f} | {r['gflop']:.1f} | {r['gflop_per_s']:.1f} | "
+              f"{r['of_matmul']:.2f} |" for r in rows]
+    return {"rows": rows, "targets": targets, "table": table}
+
+
+# --------------------------------------------------------------------------- 2. streaming
+
+def bench_streaming(args, ceil) -> dict:
+    dev = torch.device(args.device)
+    size = 64 if args.quick else 224
+    marks = (10, 100) if args.quick else (10, 100, 1000)
+    variants = ("Ti",) if args.quick else ("B", "S")
+    rows, targets = [], []
+    for variant in variants:
+        model = build(variant, size, dev).eval()
+        # the full clip's per-frame cost, for comparison
+        clip_t = 8
+        video = torch.rand(1, clip_t, 3, size, size, device=dev)
+        with torch.inference_mode():
+            clip = median(time_repeats(lambda: model(video), repeats=args.repeats, device=dev))
+        frames = torch.rand(8, 1, 3, size, size, device=dev)
+        latencies = []
+        log(f"streaming {variant} at {size}: {marks[-1]} frames")
+        with torch.inference_mode():
+            state = model.init_state(1, image_size=size, device=dev)
+            for i in range(1, marks[-1] + 1):
+                synchronize(dev)
+                start = time.perf_counter()
+                _, state = model.step(frames[i % 8], state)
+                synchronize(dev)
+                latencies.append(time.perf_counter() - start)
+                if i % 250 == 0:
+                    log(f"  frame {i}: {latencies[-1] * 1e3:.1f} ms")
+        at = {}
+        for m in marks:  # median of the 5 frames ending at frame m
+            window = latencies[m - 5:m]
+            at[m] = median(window)
+            rows.append({"variant": variant, "size": size, "frame": m, "latency_s": at[m],
+                         "runs": window, "frames_per_s": 1 / at[m],
+                         "full_clip_per_frame_s": clip / clip_t,
+                         "step_over_clip": at[m] / (clip / clip_t), "state_mb": state.nbytes() / MB})
+        targets.append(target(f"{variant}: latency at frame {marks[-1]} / frame {marks[0]}",
+                              at[marks[-1]] / at[marks[0]], "<=", 1.10))
+        targets.append(target(f"{variant}: step per frame / full clip ({clip_t} frames) per frame",
+                              at[marks[-1]] / (clip / clip_t), "<=", 1.25))
+    # memory of one long stream, in a fresh process
+    mem_marks = [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]
+    log(f"streaming memory: S at 64 x 64, {mem_marks[-1]} frames")
+    mem = run_in_child("run_stream_memory", {"variant": "S", "size": 64, "checkpoints": mem_marks,
+                                             "device": args.device})
+    base = mem["peak_rss_bytes"][0]
+    growth = (mem["peak_rss_bytes"][-1] - base) / MB
+    targets.append(target(f"S stream peak memory growth, frame 10 -> {mem_marks[-1]} (MB)",
+                          growth, "<=", 1.0))
+    table = ["| variant | frame | latency ms | frames/s | full clip ms/frame | step / clip | state MB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    table += [f"| {r['variant']} | {r['frame']} | {r['latency_s'] * 1e3:.1f} | {r['frames_per_s']:.2f} | "
+              f"{r['full_clip_per_frame_s'] * 1e3:.1f} | {r['step_over_clip']:.2f} | {r['state_mb']:.1f} |"
+              for r in rows]
+    table += ["", "| S at 64 x 64: frames streamed | resident MB | peak resident MB |", "|---:|---:|---:|"]
+    table += [f"| {f} | {r / MB:.1f} | {p / MB:.1f} |"
+              for f, r, p in zip(mem["frames"], mem["rss_bytes"], mem["peak_rss_bytes"])]
+    return {"rows": rows, "stream_memory": mem, "targets": targets, "table": table}
+
+
+# --------------------------------------------------------------------------- 3. training
+
+def bench_training(args, ceil) -> dict:
+    dev = torch.device(args.device)
+    variant, size, t = ("Ti", 64, 4) if args.quick else ("S", 224, 8)
+    rows = []
+    for mode in ["eager"] + (["compiled"] if args.compile else []):
+        for dtype in ("float32", "bfloat16"):
+            model = build(variant, size, dev, train=True)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+            video = torch.rand(1, t, 3, size, size, device=dev)
+            label = torch.tensor([3], device=dev)
+            forward = torch.compile(model, dynamic=False) if mode == "compiled" else model
+            amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+            def train_step():
+                with amp:
+                    logits = forward(video).logits
+                loss = torch.nn.functional.cross_entropy(logits.float(), label)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                return loss
+
+            log(f"training {variant} {t} frames {mode} {dtype}")
+            flops = count_flops(lambda: model(video).logits.float().logsumexp(-1).sum().backward())
+            opt.zero_grad(set_to_none=True)
+            train_step()  # warm-up: compiles, creates the optimiser state
+            times = time_repeats(train_step, repeats=args.repeats, warmup=1, device=dev)
+            sec = median(times)
+            rate = ceil.matmul_gflops if dtype == "float32" else (ceil.matmul_gflops_bf16 or math_nan())
+            rows.append({"variant": variant, "size": size, "frames": t, "mode": mode, "dtype": dtype,
+                         "seconds": sec, "runs": times, "gflop": flops / GB,
+                         "gflop_per_s": flops / sec / GB,
+                         "of_fp32_matmul": flops / sec / GB / ceil.matmul_gflops,
+                         "of_own_dtype_matmul": flops / sec / GB / rate})
+            model = opt = None  # free before the next configuration
+            torch._dynamo.reset()
+    f32 = [r for r in rows if r["dtype"] == "float32"]
+    best = max(f32, key=lambda r: r["of_fp32_matmul"])
+    targets = [target(f"training GFLOP/s / fp32 matmul rate, float32 ({best['mode']})",
+                      best["of_fp32_matmul"], ">=", 0.6)]
+    table = ["| mode | dtype | seconds | GFLOP (fwd+bwd) | GFLOP/s | of fp32 matmul | of same-dtype matmul |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    table += [f"| {r['mode']} | {r['dtype']} | {r['seconds']:.3f} | {r['gflop']:.1f} | "
+              f"{r['gflop_per_s']:.1f} | {r['of_fp32_matmul']:.2f} | {r['of_own_dtype_matmul']:.2f} |"
+              for r in rows]
+    return {"rows": rows, "targets": targets, "table": table}
+
+
+def math_nan() -> float:
+    return float("nan")
+
+
+# --------------------------------------------------------------------------- 4. scan
+
+def bench_scan(args, ceil) -> dict:
+    dev = torch.device(args.device)
+    bn, width, heads = (197, 768, 12)
+    lengths = (32, 256) if args.quick else (32, 256, 1024, 4096)
+    check_at = lengths[-1] if args.quick else 1024
+    bw = ceil.bandwidth_gbs * GB
+    rows, targets = [], []
+    gen = torch.Generator(device=dev).manual_seed(0)
+    layer = RGLRU(width, heads).to(dev)
+    for t in lengths:
+        numel = bn * t * width
+        tensor_bytes = numel * 4
+        # -- the scan alone: h_t = a_t h_{t-1} + x_t, forward + backward
+        a = torch.rand(1, t, bn, width, device=dev, generator=gen).requires_grad_()
+        x = torch.randn(1, t, bn, width, device=dev, generator=gen).requires_grad_()
+        g = torch.randn(1, t, bn, width, device=dev, generator=gen)
+        impl = resolve_scan_impl(x)
+        for name, chosen in ((impl, "auto"),) + ((("sequential", "sequential"),) if t <= 1024 else ()):
+            log(f"scan T={t} {name}")
+
+            def scan_fwd_bwd():
+                h = linear_scan(a, x, impl=chosen)
+                torch.autograd.grad(h, (a, x), g)
+
+            times = time_repeats(scan_fwd_bwd, repeats=args.repeats, device=dev)
+            sec = median(times)
+            bound = 8 * tensor_bytes / bw  # fwd: read a, x, write h; bwd: read g, a, h, write da, dx
+            rows.append({"what": "scan", "impl": name, "T": t, "seconds": sec, "runs": times,
+                         "bytes_once": 8 * tensor_bytes, "bandwidth_bound_s": bound,
+                         "over_bound": sec / bound})
+        if t == check_at:
+            ours = linear_scan(a, x)
+            ours_grads = torch.autograd.grad(ours, (a, x), g)
+            ref = linear_scan(a, x, impl="sequential")
+            ref_grads = torch.autograd.grad(ref, (a, x), g)
+            err = max(float((ours - ref).abs().max()),
+                      *(float((p - q).abs().max()) for p, q in zip(ours_grads, ref_grads)))
+            targets.append(target(f"scan at T={t}: max abs difference to the sequential scan",
+                                  err, "<=", 1e-5))
+        a = x = g = None  # free before the layer runs
+        # -- the RG-LRU layer (gates + scan), forward + backward, where it fits in memory
+        if tensor_bytes * 24 > 0.8 * _total_memory(dev):
+            rows.append({"what": "rglru", "impl": impl, "T": t, "seconds": None,
+                         "note": "skipped: its activations do not fit in memory here"})
+            continue
+        c = torch.randn(1, t, bn, width, device=dev, generator=gen).requires_grad_()
+        gy = torch.randn(1, t, bn, width, device=dev, generator=gen)
+        flops = count_flops(lambda: (layer(c)[0] * gy).sum().backward())
+        layer.zero_grad(set_to_none=True)
+        c.grad = None
+        for name, env in ((impl, None),) + ((("sequential", "sequential"),) if t <= 256 else ()):
+            log(f"rglru T={t} {name}")
+
+            def layer_fwd_bwd():
+                torch.autograd.grad(layer(c)[0], [c, *layer.parameters()], gy)
+
+            with _scan_env(env):
+                times = time_repeats(layer_fwd_bwd, repeats=args.repeats, device=dev)
+            sec = median(times)
+            io = 4 * tensor_bytes / bw  # read c, write y; read dy, write dc
+            compute = flops / GB / ceil.matmul_gflops
+            rows.append({"what": "rglru", "impl": name, "T": t, "seconds": sec, "runs": times,
+                         "io_bound_s": io, "matmul_bound_s": compute, "gflop": flops / GB,
+                         "over_bound": sec / max(io, compute), "over_io": sec / io})
+        c = gy = None
+    main = [r for r in rows if r["what"] == "scan" and r["impl"] != "sequential" and r["T"] == check_at]
+    targets.insert(0, target(f"scan forward + backward at T={check_at} / bandwidth bound",
+                             main[0]["over_bound"], "<=", 3.0))
+    table = ["| what | impl | T | seconds | bound s | over bound |", "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        if r.get("seconds") is None:
+            table.append(f"| {r['what']} | {r['impl']} | {r['T']} | {r['note']} | | |")
+            continue
+        bound = r.get("bandwidth_bound_s") or max(r["io_bound_s"], r["matmul_bound_s"])
+        table.append(f"| {r['what']} | {r['impl']} | {r['T']} | {r['seconds']:.3f} | {bound:.3f} | "
+                     f"{r['over_bound']:.2f} |")
+    return {"rows": rows, "targets": targets, "table": table}
+
+
+def _total_memory(dev: torch.device) -> int:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_properties(dev).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class _scan_env:
+    def __init__(self, impl):
+        self.impl = impl
+
+    def __enter__(self):
+        self.old = os.environ.get("TRECVIT_SCAN")
+        if self.impl:
+            os.environ["TRECVIT_SCAN"] = self.impl
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            os.environ.pop("TRECVIT_SCAN", None)
+        else:
+            os.environ["TRECVIT_SCAN"] = self.old
+
+
+# --------------------------------------------------------------------------- 5. memory
+
+def bench_memory(args, ceil) -> dict:
+    variant, size, frame_counts = ("Ti", 64, (8, 16, 32)) if args.quick else ("B", 224, (8, 16, 32, 64))
+    rows, targets = [], []
+    for mode in ("forward", "train"):
+        for t in frame_counts:
+            log(f"memory {variant} {mode} {t} frames (fresh process)")
+            spec = {"variant": variant, "size": size, "frames": t, "batch": 1, "mode": mode,
+                    "device": args.device}
+            try:
+                res = measure_peak_memory(spec)
+                rows.append({"mode": mode, "frames": t, "added_mb": res["added_bytes"] / MB,
+                             "peak_mb": res["peak_bytes"] / MB, "baseline_mb": res["baseline_bytes"] / MB})
+            except (RuntimeError, OSError) as err:
+                rows.append({"mode": mode, "frames": t, "added_mb": None, "error": str(err)[:300]})
+        ok = [r for r in rows if r["mode"] == mode and r["added_mb"] is not None]
+        if len(ok) >= 3:
+            xs, ys = [r["frames"] for r in ok], [r["added_mb"] for r in ok]
+            slope, icpt = _fit(xs, ys)
+            worst = max(abs(y - (slope * x + icpt)) / y for x, y in zip(xs, ys))
+            for r in ok:
+                r["linear_fit_mb"] = slope * r["frames"] + icpt
+            targets.append(target(f"{mode}: largest deviation from a straight line (fraction)", worst,
+                                  "<=", 0.10, f"{slope:.1f} MB per frame + {icpt:.1f} MB"))
+    table = ["| run | frames | memory added MB | straight-line fit MB | peak resident MB |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["added_mb"] is None:
+            table.append(f"| {r['mode']} | {r['frames']} | failed: {r['error'][:80]} | | |")
+        else:
+            table.append(f"| {r['mode']} | {r['frames']} | {r['added_mb']:.0f} | "
+                         f"{r.get('linear_fit_mb', float('nan')):.0f} | {r['peak_mb']:.0f} |")
+    return {"variant": variant, "size": size, "rows": rows, "targets": targets, "table": table}
+
+
+def _fit(xs, ys):
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return slope, my - slope * mx
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="small shapes: a smoke test, not a measurement")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after a warm-up (>= 3)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="skip the torch.compile rows")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
+                        help="folder for the JSON results")
+    args = parser.parse_args(argv)
+    chosen = [b.strip() for b in args.only.split(",") if b.strip()]
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    if args.repeats < 3 and not args.quick:
+        parser.error("--repeats must be at least 3")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(args.device)
+    failed = []
+    for name in chosen:
+        log(f"== {name}: measuring this machine's ceilings")
+        ceil = measure_ceilings(dev, bf16=name in ("training", "inference"), quick=args.quick)
+        log(f"   fp32 matmul {ceil.matmul_gflops:.1f} GFLOP/s, copy {ceil.bandwidth_gbs:.1f} GB/s"
+            + (f", bf16 matmul {ceil.matmul_gflops_bf16:.1f} GFLOP/s" if ceil.matmul_gflops_bf16 else ""))
+        result = globals()[f"bench_{name}"](args, ceil)
+        result.update(benchmark=name, quick=args.quick, ceilings=ceil.to_dict(),
+                      environment={"torch": torch.__version__, "python": platform.python_version(),
+                                   "machine": platform.machine(), "threads": torch.get_num_threads(),
+                                   "date": time.strftime("%Y-%m-%d %H:%M"),
+                                   "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])})
+        path = out / f"{name}{'_quick' if args.quick else ''}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, path)
+        print(f"\n## {name} ({ceil.device}; fp32 matmul {ceil.matmul_gflops:.1f} GFLOP/s, "
+              f"copy {ceil.bandwidth_gbs:.1f} GB/s)\n")
+        print("\n".join(result["table"]))
+        print()
+        for tg in result["targets"]:
+            mark = "MET " if tg["met"] else "MISS"
+            print(f"  [{mark}] {tg['name']}: {tg['value']:.4g} (target {tg['op']} {tg['threshold']})"
+                  + (f"  {tg['note']}" if tg["note"] else ""))
+            if not tg["met"]:
+                failed.append(f"{name}: {tg['name']}")
+        print(f"\n  -> {path}\n", flush=True)
+    if failed:
+        print("targets missed:\n  " + "\n  ".join(failed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

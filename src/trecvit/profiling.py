@@ -1,0 +1,439 @@
+"""Measuring TRecViT: FLOPs, latency, peak memory, and the machine's own ceilings.
+
+Used by ``trecvit profile`` and by the benchmarks in ``benchmarks/``. All
+timings are medians of several repeats after a warm-up; ratios are taken
+against ceilings measured in the same process (a large square ``torch.mm`` for
+the matmul rate, a large tensor copy for the memory bandwidth), because the
+machines we run on are shared and noisy.
+
+FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
+(matrix products, convolutions and attention, one multiply-add = 2 FLOPs);
+:func:`analytic_flops` gives the same count from the configuration, and a test
+checks the two agree.
+
+Peak memory on CPU is the peak resident set size (``ru_maxrss``) of a fresh
+child process that builds the model and runs the workload once, minus its
+resident size just before the workload (so it is what the workload adds:
+activations, gradients, optimiser state, the streaming state). On CUDA it is
+``torch.cuda.max_memory_allocated`` around the workload.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from trecvit.config import TRecViTConfig
+
+MB = 1e6
+GB = 1e9
+
+
+# --------------------------------------------------------------------------- timing
+
+def synchronize(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_repeats(fn: Callable[[], object], *, repeats: int = 3, warmup: int = 1,
+                 device: torch.device | str = "cpu") -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+# --------------------------------------------------------------------------- machine ceilings
+
+@dataclass
+class Ceilings:
+    """What this machine can do, measured now: the ceilings our figures are divided by."""
+
+    device: str
+    threads: int
+    matmul_gflops: float  #: float32 ``torch.mm`` of two ``n x n`` matrices
+    matmul_size: int
+    bandwidth_gbs: float  #: bytes read + written per second by a large tensor copy
+    copy_bytes: int
+    matmul_gflops_bf16: float | None = None
+    runs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name or 'CPU'} ({torch.get_num_threads()} threads)"
+
+
+def matmul_rate(device: torch.device | str = "cpu", *, size: int | None = None,
+                dtype: torch.dtype = torch.float32, repeats: int = 5) -> tuple[float, list[float]]:
+    """GFLOP/s of a large square ``torch.mm`` (median of ``repeats``), and every run's rate."""
+    device = torch.device(device)
+    n = size or (8192 if device.type == "cuda" else 4096)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    times = time_repeats(lambda: torch.mm(a, b, out=out), repeats=repeats, device=device)
+    rates = [2 * n ** 3 / t / GB for t in times]
+    return median(rates), rates
+
+
+def copy_bandwidth(device: torch.device | str = "cpu", *, nbytes: int = 512 * 2 ** 20,
+                   repeats: int = 5) -> tuple[float, list[float]]:
+    """GB/s moved (read + write) by copying one large float32 tensor into another, pre-touched."""
+    device = torch.device(device)
+    src = torch.ones(nbytes // 4, device=device)
+    dst = torch.zeros_like(src)  # written once, so no page faults are timed
+    times = time_repeats(lambda: dst.copy_(src), repeats=repeats, device=device)
+    rates = [2 * nbytes / t / GB for t in times]
+    return median(rates), rates
+
+
+def measure_ceilings(device: torch.device | str = "cpu", *, bf16: bool = False,
+                     quick: bool = False) -> Ceilings:
+    """Measure the fp32 matmul rate (and bf16, if asked) and the copy bandwidth of ``device``."""
+    device = torch.device(device)
+    size = (2048 if quick else 4096) if device.type == "cpu" else 8192
+    mm, mm_runs = matmul_rate(device, size=size)
+    bw, bw_runs = copy_bandwidth(device, nbytes=(128 if quick else 512) * 2 ** 20)
+    mm_bf16 = None
+    runs = {"matmul_gflops": mm_runs, "bandwidth_gbs": bw_runs}
+    if bf16:
+        mm_bf16, runs["matmul_gflops_bf16"] = matmul_rate(device, size=size, dtype=torch.bfloat16)
+    return Ceilings(device=device_name(device), threads=torch.get_num_threads(), matmul_gflops=mm,
+                    matmul_size=size, bandwidth_gbs=bw, copy_bytes=(128 if quick else 512) * 2 ** 20,
+                    matmul_gflops_bf16=mm_bf16, runs=runs)
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` (matmuls, convolutions, attention) counted by PyTorch."""
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+    # The CPU flash-attention kernels are not in PyTorch's table; they cost what the others cost.
+    extra = {
+        aten._scaled_dot_product_flash_attention_for_cpu:
+            lambda q, k, v, *args, out_shape=None, **kwargs: flop_counter.sdpa_flop_count(q, k, v),
+        aten._scaled_dot_product_flash_attention_for_cpu_backward:
+            lambda g, q, k, v, *args, out_shape=None, **kwargs:
+                flop_counter.sdpa_backward_flop_count(g, q, k, v),
+    }
+    with flop_counter.FlopCounterMode(display=False, custom_mapping=extra) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def analytic_flops(config: TRecViTConfig, num_frames: int, batch_size: int = 1,
+                   image_size: int | tuple[int, int] | None = None) -> int:
+    """Forward FLOPs of the full-clip model, from the configuration alone.
+
+    Counts what :func:`count_flops` counts: the patch embedding, every linear
+    layer, the block-diagonal gates, the two attention products and the head
+    (one multiply-add = 2 FLOPs). Elementwise work (norms, activations, the
+    causal convolution and the scan) is not counted by either.
+    """
+    if image_size is None:
+        gh, gw = config.grid_hw
+    else:
+        hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        gh, gw = hw[0] // config.patch_size, hw[1] // config.patch_size
+    grid = gh * gw
+    n = grid + (1 if config.pool_type == "tok" else 0)
+    d, l, m, heads = config.width, config.lru_width, config.mlp_dim, config.num_heads
+    embed = 2 * grid * d * 3 * config.patch_size ** 2
+    temporal = 2 * n * d * l * 2 + 2 * n * l * (l // heads) * 2 + 2 * n * l * d
+    spatial = 2 * n * d * 3 * d + 4 * n * n * d + 2 * n * d * d + 4 * n * d * m
+    r = config.rep_size or d
+    per_frame = embed + config.depth * (temporal + spatial) + (2 * d * r if config.rep_size else 0)
+    clips = max(num_frames // config.frames_per_clip, 1)  # as TRecViT.num_clips
+    return batch_size * (num_frames * per_frame + clips * 2 * r * config.num_classes)
+
+
+# --------------------------------------------------------------------------- memory
+
+def current_rss() -> int:
+    """Resident set size of this process now, in bytes (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process so far, in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _make_model(spec: dict, device: torch.device) -> torch.nn.Module:
+    from trecvit.model import TRecViT
+
+    config = TRecViTConfig.from_variant(spec["variant"], image_size=spec["size"],
+                                        num_classes=spec.get("num_classes", 400),
+                                        frames_per_clip=spec.get("frames_per_clip", 32))
+    torch.manual_seed(0)
+    return TRecViT(config).to(device)
+
+
+def run_workload(spec: dict) -> dict:
+    """Run one workload described by ``spec`` once and report its memory (in this process).
+
+    ``spec``: ``variant``, ``size``, ``frames``, ``batch``, ``mode`` (``forward``,
+    ``train`` or ``stream``), ``device``, optional ``amp`` (bfloat16 autocast).
+    """
+    device = torch.device(spec.get("device", "cpu"))
+    model = _make_model(spec, device)
+    b, t, size, mode = spec.get("batch", 1), spec["frames"], spec["size"], spec["mode"]
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(spec.get("amp")))
+    optimizer = None
+    if mode == "train":
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    else:
+        model.eval()
+    video = torch.rand(b, t, 3, size, size, device=device) if mode != "stream" else None
+    frame = torch.rand(b, 3, size, size, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        base = current_rss()
+    if mode == "train":
+        with amp:
+            loss = model(video).logits.float().logsumexp(-1).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    elif mode == "forward":
+        with torch.inference_mode(), amp:
+            model(video)
+    elif mode == "stream":
+        with torch.inference_mode(), amp:
+            state = model.init_state(b, image_size=size, device=device)
+            for _ in range(t):
+                _, state = model.step(frame, state)
+    else:
+        raise ValueError(f"unknown workload mode {mode!r}; expected forward, train or stream")
+    synchronize(device)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = peak_rss()
+    return {"baseline_bytes": base, "peak_bytes": peak, "added_bytes": max(0, peak - base)}
+
+
+def run_stream_memory(spec: dict) -> dict:
+    """Stream ``spec["checkpoints"][-1]`` frames through ``step`` and record memory on the way.
+
+    Returns the resident and peak resident sizes (bytes) after each checkpoint
+    frame count, and the state's size: with constant memory per frame these
+    stay flat however long the stream.
+    """
+    device = torch.device(spec.get("device", "cpu"))
+    model = _make_model(spec, device).eval()
+    b, size, marks = spec.get("batch", 1), spec["size"], sorted(spec["checkpoints"])
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(spec.get("amp")))
+    gen = torch.Generator(device=device).manual_seed(0)
+    frames = torch.rand(16, b, 3, size, size, device=device, generator=gen)
+    out = {"frames": [], "rss_bytes": [], "peak_rss_bytes": [], "cuda_peak_bytes": []}
+    with torch.inference_mode(), amp:
+        state = model.init_state(b, image_size=size, device=device)
+        for i in range(1, marks[-1] + 1):
+            result, state = model.step(frames[i % 16], state)
+            if i in marks:
+                synchronize(device)
+                out["frames"].append(i)
+                out["rss_bytes"].append(current_rss())
+                out["peak_rss_bytes"].append(peak_rss())
+                out["cuda_peak_bytes"].append(
+                    torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None)
+                if not bool(torch.isfinite(result.logits).all()):
+                    raise RuntimeError(f"non-finite logits at frame {i}")
+    out["state_bytes"] = state.nbytes()
+    return out
+
+
+def run_in_child(function: str, spec: dict, timeout: float = 1800) -> dict:
+    """``trecvit.profiling.<function>(spec)`` in a fresh Python process, so that its
+    peak memory belongs to that workload alone. Returns its JSON result."""
+    if function not in ("run_workload", "run_stream_memory"):
+        raise ValueError(f"unknown memory probe {function!r}")
+    code = (f"import json, sys; from trecvit.profiling import {function}; "
+            f"print('RESULT' + json.dumps({function}(json.loads(sys.argv[1]))))")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ))
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[len("RESULT"):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+    reason = "killed (out of memory?)" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
+    raise RuntimeError(f"memory probe {spec} failed ({reason}): " + " | ".join(tail))
+
+
+def measure_peak_memory(spec: dict, timeout: float = 1800) -> dict:
+    """:func:`run_workload` in a fresh Python process, so its peak belongs to this workload alone."""
+    return run_in_child("run_workload", spec, timeout)
+
+
+# --------------------------------------------------------------------------- profile
+
+@dataclass
+class ProfileRow:
+    frames: int
+    params: int
+    gflops: float  #: per call (full clip) or per frame (streaming)
+    latency_s: float  #: per call (full clip) or per frame (streaming), median
+    frames_per_s: float
+    gflops_per_s: float
+    peak_memory_mb: float | None
+    latency_runs: list[float]
+    state_mb: float | None = None
+
+
+def profile_model(variant: str, frames: list[int], *, size: int = 224, batch: int = 1,
+                  stream: bool = False, device: str = "cpu", repeats: int = 3,
+                  memory: bool = True, amp: bool = False, compile: bool = False,
+                  progress: Callable[[str], None] | None = None) -> list[ProfileRow]:
+    """Parameters, FLOPs, latency, frames/s and peak memory of ``variant`` for each clip length.
+
+    With ``stream=True`` each row is a stream of ``frames`` frames through
+    :meth:`~trecvit.TRecViT.step`: latency and FLOPs are per frame (the median of
+    the last ``repeats`` frames) and peak memory is that of the whole stream.
+    """
+    dev = torch.device(device)
+    model = _make_model({"variant": variant, "size": size}, dev).eval()
+    params = model.num_parameters()
+    amp_ctx = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp)  # noqa: E731
+    rows = []
+    for t in frames:
+        if progress:
+            progress(f"{variant} {'stream' if stream else 'clip'} {t} frames")
+        spec = {"variant": variant, "size": size, "frames": t, "batch": batch, "device": device,
+                "mode": "stream" if stream else "forward", "amp": amp}
+        if stream:
+            frame = torch.rand(batch, 3, size, size, device=dev)
+            fn = model.step
+            if compile:
+                fn = torch.compile(model.step)
+            with torch.inference_mode():
+                state = model.init_state(batch, image_size=size, device=dev)
+                flops = count_flops(lambda: model.step(frame, state))
+                times = []
+                for i in range(t):
+                    synchronize(dev)
+                    start = time.perf_counter()
+                    with amp_ctx():
+                        _, state = fn(frame, state)
+                    synchronize(dev)
+                    if i >= max(1, t - repeats):
+                        times.append(time.perf_counter() - start)
+            latency = median(times)
+            row = ProfileRow(frames=t, params=params, gflops=flops / GB, latency_s=latency,
+                             frames_per_s=batch / latency, gflops_per_s=flops / latency / GB,
+                             peak_memory_mb=None, latency_runs=times, state_mb=state.nbytes() / MB)
+        else:
+            video = torch.rand(batch, t, 3, size, size, device=dev)
+            fn = torch.compile(model) if compile else model
+            with torch.inference_mode():
+                flops = count_flops(lambda: model(video))
+                with amp_ctx():
+                    times = time_repeats(lambda: fn(video), repeats=repeats, device=dev)
+            latency = median(times)
+            row = ProfileRow(frames=t, params=params, gflops=flops / GB, latency_s=latency,
+                             frames_per_s=batch * t / latency, gflops_per_s=flops / latency / GB,
+                             peak_memory_mb=None, latency_runs=times)
+        if memory:
+            row.peak_memory_mb = measure_peak_memory(spec)["added_bytes"] / MB
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[ProfileRow], *, stream: bool, ceilings: Ceilings | None = None) -> str:
+    unit = "per frame" if stream else "per clip"
+    head = (f"{'frames':>7} {'params':>11} {'GFLOPs':>9} {'latency s':>10} {'frames/s':>9} "
+            f"{'GFLOP/s':>8} {'peak MB':>9}")
+    if ceilings:
+        head += f" {'of mm':>6}"
+    if stream:
+        head += f" {'state MB':>9}"
+    lines = [f"(GFLOPs and latency {unit}; peak MB = memory added by the run)", head]
+    for r in rows:
+        mem = f"{r.peak_memory_mb:9.1f}" if r.peak_memory_mb is not None else f"{'-':>9}"
+        line = (f"{r.frames:>7} {r.params:>11,} {r.gflops:9.2f} {r.latency_s:10.4f} "
+                f"{r.frames_per_s:9.2f} {r.gflops_per_s:8.1f} {mem}")
+        if ceilings:
+            line += f" {r.gflops_per_s / ceilings.matmul_gflops:6.2f}"
+        if stream:
+            line += f" {r.state_mb:9.1f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot_rows(rows: list[ProfileRow], path: str, *, title: str, stream: bool) -> None:
+    """Save a PNG of latency, FLOPs and peak memory against the number of frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trecvit.pretrained import atomic_write
+
+    frames = [r.frames for r in rows]
+    series = [("latency (s)" + (" per frame" if stream else ""), [r.latency_s for r in rows]),
+              ("GFLOPs" + (" per frame" if stream else ""), [r.gflops for r in rows]),
+              ("peak memory (MB)", [r.peak_memory_mb if r.peak_memory_mb is not None else math.nan
+                                    for r in rows])]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (label, values) in zip(axes, series):
+        ax.plot(frames, values, marker="o")
+        ax.set_xlabel("frames")
+        ax.set_ylabel(label)
+        ax.set_xscale("log", base=2)
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
