@@ -264,7 +264,10 @@ class TRecViT(nn.Module):
         check_finite(frame, name="frame")
         first = state.num_frames == 0  # (b,)
         tokens = self.tokenizer(frame.to(self._param_dtype()))[:, None]  # (b, 1, n, d)
-        encoded, conv_states, lru_states = self._encode(tokens, state, first)
+        # When no stream starts here, skip the per-layer resets (eager only: a traced graph
+        # must not depend on the data).
+        resets = first if torch.compiler.is_compiling() or bool(first.any()) else None
+        encoded, conv_states, lru_states = self._encode(tokens, state, resets)
         encoded = encoded[:, 0]  # (b, n, d)
         features = self.head.frame_features(encoded)  # (b, r)
         feature_sum = torch.where(first[:, None], 0.0, state.feature_sum) + features.float()

@@ -11,11 +11,12 @@ FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
 :func:`analytic_flops` gives the same count from the configuration, and a test
 checks the two agree.
 
-Peak memory on CPU is the peak resident set size (``ru_maxrss``) of a fresh
-child process that builds the model and runs the workload once, minus its
-resident size just before the workload (so it is what the workload adds:
-activations, gradients, optimiser state, the streaming state). On CUDA it is
-``torch.cuda.max_memory_allocated`` around the workload.
+Peak memory is the peak of the tensor memory a workload allocates (activations,
+gradients, optimiser state, the streaming state), tracked storage by storage
+(:class:`TensorMemoryTracker`), in a fresh child process so that a workload
+too big for the machine cannot take the caller down. The resident set size
+(``VmHWM``) is reported beside it; it also holds libraries, weights and what
+the C allocator keeps, and is too coarse to show a per-frame slope.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -191,6 +193,64 @@ def analytic_flops(config: TRecViTConfig, num_frames: int, batch_size: int = 1,
 
 # --------------------------------------------------------------------------- memory
 
+class TensorMemoryTracker:
+    """Peak bytes of tensor storage allocated inside a ``with`` block (any device).
+
+    Every storage an operation creates is counted until it is freed; storages
+    that existed before the block (weights, inputs) are not. This is what
+    ``torch.cuda.max_memory_allocated`` measures on a GPU, without the
+    allocator's caching, and it works on the CPU, where PyTorch keeps no such
+    statistic. (Buffers an extension allocates inside one opaque operator,
+    such as the Numba scan's per-thread row, are not seen.)
+
+        with TensorMemoryTracker() as mem:
+            model(video)
+        mem.peak_bytes
+    """
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.weak import WeakIdKeyDictionary
+
+        tracker = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                tracker._track(out)
+                return out
+
+        self._mode = _Mode()
+        self._live = WeakIdKeyDictionary()
+        self.current_bytes = 0
+        self.peak_bytes = 0
+
+    def _track(self, out) -> None:
+        from torch.utils._pytree import tree_leaves
+
+        for leaf in tree_leaves(out):
+            if not isinstance(leaf, torch.Tensor):
+                continue
+            storage = leaf.untyped_storage()
+            if storage in self._live:
+                continue
+            nbytes = storage.nbytes()
+            self._live[storage] = nbytes
+            weakref.finalize(storage, self._free, nbytes)
+            self.current_bytes += nbytes
+            self.peak_bytes = max(self.peak_bytes, self.current_bytes)
+
+    def _free(self, nbytes: int) -> None:
+        self.current_bytes -= nbytes
+
+    def __enter__(self) -> TensorMemoryTracker:
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+
+
 def current_rss() -> int:
     """Resident set size of this process now, in bytes (Linux; 0 elsewhere)."""
     try:
@@ -201,9 +261,29 @@ def current_rss() -> int:
 
 
 def peak_rss() -> int:
-    """Peak resident set size of this process so far, in bytes."""
+    """Peak resident set size of this process so far, in bytes.
+
+    Linux's ``VmHWM``: unlike ``ru_maxrss``, it starts afresh in a new program,
+    so a child process does not inherit its parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _reset_peak_rss() -> None:
+    """Start ``VmHWM`` afresh from the current resident size (Linux >= 4.0; else a no-op)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def _make_model(spec: dict, device: torch.device) -> torch.nn.Module:
@@ -220,7 +300,10 @@ def run_workload(spec: dict) -> dict:
     """Run one workload described by ``spec`` once and report its memory (in this process).
 
     ``spec``: ``variant``, ``size``, ``frames``, ``batch``, ``mode`` (``forward``,
-    ``train`` or ``stream``), ``device``, optional ``amp`` (bfloat16 autocast).
+    ``train`` or ``stream``), ``device``, optional ``amp`` (bfloat16 autocast) and
+    ``warmup`` (run 2 frames first; off by default, so that the figure includes
+    one-off set-up costs, constant in the number of frames, and nothing the
+    allocator kept from the warm-up hides what the workload needs).
     """
     device = torch.device(spec.get("device", "cpu"))
     model = _make_model(spec, device)
@@ -232,43 +315,49 @@ def run_workload(spec: dict) -> dict:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     else:
         model.eval()
-    video = torch.rand(b, t, 3, size, size, device=device) if mode != "stream" else None
+    if mode not in ("forward", "train", "stream"):
+        raise ValueError(f"unknown workload mode {mode!r}; expected forward, train or stream")
     frame = torch.rand(b, 3, size, size, device=device)
+
+    def run(frames: int, step_optimizer: bool) -> None:
+        video = frame[:, None].expand(b, frames, 3, size, size).contiguous()
+        if mode == "train":
+            with amp:
+                loss = model(video).logits.float().logsumexp(-1).mean()
+            loss.backward()
+            if step_optimizer:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        elif mode == "forward":
+            with torch.inference_mode(), amp:
+                model(video)
+        else:
+            with torch.inference_mode(), amp:
+                state = model.init_state(b, image_size=size, device=device)
+                for i in range(frames):
+                    _, state = model.step(video[:, i], state)
+
+    if spec.get("warmup"):  # 2 frames first: libraries, JIT kernels and autograd set up
+        run(min(2, t), step_optimizer=False)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-    else:
-        base = current_rss()
-    if mode == "train":
-        with amp:
-            loss = model(video).logits.float().logsumexp(-1).mean()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    elif mode == "forward":
-        with torch.inference_mode(), amp:
-            model(video)
-    elif mode == "stream":
-        with torch.inference_mode(), amp:
-            state = model.init_state(b, image_size=size, device=device)
-            for _ in range(t):
-                _, state = model.step(frame, state)
-    else:
-        raise ValueError(f"unknown workload mode {mode!r}; expected forward, train or stream")
+    _reset_peak_rss()
+    base_rss = current_rss()
+    with TensorMemoryTracker() as tracker:
+        run(t, step_optimizer=True)
     synchronize(device)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        peak = peak_rss()
-    return {"baseline_bytes": base, "peak_bytes": peak, "added_bytes": max(0, peak - base)}
+    return {"added_bytes": tracker.peak_bytes,  # tensor memory the workload allocated, at its peak
+            "baseline_rss_bytes": base_rss, "peak_rss_bytes": peak_rss(),
+            "cuda_peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None}
 
 
 def run_stream_memory(spec: dict) -> dict:
     """Stream ``spec["checkpoints"][-1]`` frames through ``step`` and record memory on the way.
 
-    Returns the resident and peak resident sizes (bytes) after each checkpoint
-    frame count, and the state's size: with constant memory per frame these
+    Returns, after each checkpoint frame count, the peak tensor memory of the
+    stream so far (:class:`TensorMemoryTracker`), the resident and peak resident
+    sizes (bytes), and the state's size: with constant memory per frame these
     stay flat however long the stream.
     """
     device = torch.device(spec.get("device", "cpu"))
@@ -277,14 +366,16 @@ def run_stream_memory(spec: dict) -> dict:
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(spec.get("amp")))
     gen = torch.Generator(device=device).manual_seed(0)
     frames = torch.rand(16, b, 3, size, size, device=device, generator=gen)
-    out = {"frames": [], "rss_bytes": [], "peak_rss_bytes": [], "cuda_peak_bytes": []}
-    with torch.inference_mode(), amp:
+    out = {"frames": [], "peak_tensor_bytes": [], "rss_bytes": [], "peak_rss_bytes": [],
+           "cuda_peak_bytes": []}
+    with torch.inference_mode(), amp, TensorMemoryTracker() as tracker:
         state = model.init_state(b, image_size=size, device=device)
         for i in range(1, marks[-1] + 1):
             result, state = model.step(frames[i % 16], state)
             if i in marks:
                 synchronize(device)
                 out["frames"].append(i)
+                out["peak_tensor_bytes"].append(tracker.peak_bytes)
                 out["rss_bytes"].append(current_rss())
                 out["peak_rss_bytes"].append(peak_rss())
                 out["cuda_peak_bytes"].append(

@@ -97,13 +97,13 @@ class RGLRU(nn.Module):
         if h0 is None and first is None:
             # A fresh sequence: m_0 = 1.
             multiplier = torch.cat([torch.ones_like(multiplier[:, :1]), multiplier[:, 1:]], dim=1)
-        else:
-            if first is None:
-                first = torch.zeros(b, dtype=torch.bool, device=c.device)
+        elif first is not None:
             reset = first.view(b, 1, 1, 1) & (torch.arange(t, device=c.device) == 0).view(1, t, 1, 1)
             multiplier = torch.where(reset, torch.ones_like(multiplier), multiplier)
             if h0 is not None:
                 h0 = torch.where(first.view(b, 1, 1), torch.zeros_like(h0), h0.float())
+        else:  # carry on from h0 for every element
+            h0 = h0.float()
         x = (c * gate_x).float() * multiplier  # (b, t, n, l) float32
         h = linear_scan(a, x, h0)  # (b, t, n, l) float32
         return h.to(c.dtype), h[:, -1]
