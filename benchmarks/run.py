@@ -94,6 +94,25 @@ def bench_inference(args, ceil) -> dict:
                              "dtype": str(dtype)[6:], "seconds": sec, "runs": times,
                              "first_call_s": first, "frames_per_s": t / sec, "gflop": flops / GB,
                              "gflop_per_s": flops / sec / GB, "of_matmul": flops / sec / GB / rate})
+    # The ceiling of this model's own matrix products: its linear layers' shapes, run alone.
+    t = frame_counts[0]
+    cfg, m_rows = model.config, t * (model.config.num_tokens)
+    shapes = [(cfg.width, cfg.lru_width)] * 2 + [(cfg.lru_width, cfg.width), (cfg.width, 3 * cfg.width),
+                                                 (cfg.width, cfg.width), (cfg.width, cfg.mlp_dim),
+                                                 (cfg.mlp_dim, cfg.width)]
+    operands = [(torch.randn(m_rows, k, device=dev), torch.randn(n, k, device=dev),
+                 torch.randn(n, device=dev)) for k, n in shapes]
+
+    def linears():
+        for _ in range(cfg.depth):
+            for x, w, bias in operands:
+                torch.addmm(bias, x, w.t())
+
+    mm_flops = cfg.depth * sum(2 * m_rows * k * n for k, n in shapes)
+    mm_sec = median(time_repeats(linears, repeats=args.repeats, device=dev))
+    linear_ceiling = {"frames": t, "seconds": mm_sec, "gflop": mm_flops / GB,
+                      "gflop_per_s": mm_flops / mm_sec / GB,
+                      "of_matmul": mm_flops / mm_sec / GB / ceil.matmul_gflops}
     f32 = [r for r in rows if r["dtype"] == "float32" and r["frames"] == frame_counts[0]]
     best = max(f32, key=lambda r: r["of_matmul"])
     targets = [target(f"GFLOP/s / fp32 matmul rate at {frame_counts[0]} frames ({best['mode']})",
@@ -104,7 +123,10 @@ def bench_inference(args, ceil) -> dict:
     table += [f"| {r['frames']} | {r['mode']} | {r['dtype']} | {r['seconds']:.3f} | "
               f"{r['frames_per_s']:.2f} | {r['gflop']:.1f} | {r['gflop_per_s']:.1f} | "
               f"{r['of_matmul']:.2f} |" for r in rows]
-    return {"rows": rows, "targets": targets, "table": table}
+    table += ["", f"The model's linear layers alone ({linear_ceiling['gflop']:.1f} GFLOP at {t} frames): "
+              f"{linear_ceiling['seconds']:.3f} s, {linear_ceiling['gflop_per_s']:.1f} GFLOP/s, "
+              f"{linear_ceiling['of_matmul']:.2f} of the square-matmul rate."]
+    return {"rows": rows, "linear_layers_alone": linear_ceiling, "targets": targets, "table": table}
 
 
 # --------------------------------------------------------------------------- 2. streaming
