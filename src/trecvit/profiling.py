@@ -301,9 +301,11 @@ def run_workload(spec: dict) -> dict:
 
     ``spec``: ``variant``, ``size``, ``frames``, ``batch``, ``mode`` (``forward``,
     ``train`` or ``stream``), ``device``, optional ``amp`` (bfloat16 autocast) and
-    ``warmup`` (run 2 frames first; off by default, so that the figure includes
-    one-off set-up costs, constant in the number of frames, and nothing the
-    allocator kept from the warm-up hides what the workload needs).
+    ``warmup`` (run 2 frames first, untracked; off by default).
+
+    Returns the peak tensor memory the run allocated (``added_bytes``: the input
+    clip, activations, gradients, optimiser state; not the weights) and the
+    process's resident sizes.
     """
     device = torch.device(spec.get("device", "cpu"))
     model = _make_model(spec, device)
