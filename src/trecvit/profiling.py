@@ -491,7 +491,7 @@ def format_table(rows: list[ProfileRow], *, stream: bool, ceilings: Ceilings | N
         head += f" {'of mm':>6}"
     if stream:
         head += f" {'state MB':>9}"
-    lines = [f"(GFLOPs and latency {unit}; peak MB = memory added by the run)", head]
+    lines = [f"(GFLOPs and latency {unit}; peak MB = peak tensor memory the run allocated)", head]
     for r in rows:
         mem = f"{r.peak_memory_mb:9.1f}" if r.peak_memory_mb is not None else f"{'-':>9}"
         line = (f"{r.frames:>7} {r.params:>11,} {r.gflops:9.2f} {r.latency_s:10.4f} "
@@ -523,7 +523,8 @@ def plot_rows(rows: list[ProfileRow], path: str, *, title: str, stream: bool) ->
         ax.plot(frames, values, marker="o")
         ax.set_xlabel("frames")
         ax.set_ylabel(label)
-        ax.set_xscale("log", base=2)
+        ax.set_xticks(frames)
+        ax.set_xlim(left=0)
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
     fig.suptitle(title)
