@@ -69,3 +69,29 @@ def test_scan_is_one_opaque_op_under_compile():
     compiled = torch.compile(linear_scan, fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(a, x, h0), linear_scan(a, x, h0, impl="sequential"))
+
+
+@pytest.mark.skipif(not scan.numba_available(), reason="needs Numba")
+@pytest.mark.parametrize("case", ["fresh", "first", "carry"])
+def test_fused_rglru_equals_the_unfused_layer(case, monkeypatch):
+    from trecvit.layers import RGLRU
+    from trecvit.layers import rglru as rglru_module
+
+    torch.manual_seed(0)
+    layer = RGLRU(24, 3)
+    b, t, n = 2, 9, 3
+    c = torch.randn(b, t, n, 24, requires_grad=True)
+    h0 = torch.randn(b, n, 24, requires_grad=True)
+    grad = torch.randn(b, t, n, 24)
+    args = {"fresh": (None, None), "first": (h0, torch.tensor([True, False])), "carry": (h0, None)}[case]
+    params = [c, *layer.parameters()] + ([h0] if args[0] is not None else [])
+
+    def run():
+        y, last = layer(c, *args)
+        return (y, last, *torch.autograd.grad((y * grad).sum() + last.sum(), params))
+
+    fused = run()
+    monkeypatch.setattr(rglru_module, "fused_available", lambda x: False)
+    unfused = run()
+    for ours, ref in zip(fused, unfused):
+        torch.testing.assert_close(ours, ref, atol=2e-5, rtol=2e-5)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trecvit.layers.rglru_fused import fused_available, fused_rglru
 from trecvit.layers.scan import linear_scan, sqrt_bound_derivative
 
 
@@ -89,6 +90,8 @@ class RGLRU(nn.Module):
             ``(y [b, t, n, l] in c's dtype, h_last [b, n, l] float32)``.
         """
         b, t = c.shape[:2]
+        if t > 1 and torch.is_grad_enabled() and fused_available(c):
+            return self._fused(c, h0, first)
         gate_x = torch.sigmoid(self.input_gate(c))
         gate_a = torch.sigmoid(self.a_gate(c))
         log_a = -self.C * gate_a.float() * F.softplus(self.a_param.float())  # (b, t, n, l)
@@ -107,3 +110,19 @@ class RGLRU(nn.Module):
         x = (c * gate_x).float() * multiplier  # (b, t, n, l) float32
         h = linear_scan(a, x, h0)  # (b, t, n, l) float32
         return h.to(c.dtype), h[:, -1]
+
+    def _fused(self, c: torch.Tensor, h0: torch.Tensor | None, first: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same recurrence through the fused CPU kernels (training: one pass each way)."""
+        b = c.shape[0]
+        if h0 is None and first is None:
+            reset = torch.ones(b, dtype=torch.bool)
+        elif first is not None:
+            reset = first.to("cpu", torch.bool)
+            if h0 is not None:
+                h0 = torch.where(first.view(b, 1, 1), torch.zeros_like(h0), h0.float())
+        else:
+            reset = torch.zeros(b, dtype=torch.bool)
+        h = fused_rglru(c, self.input_gate(c), self.a_gate(c), F.softplus(self.a_param.float()),
+                        None if h0 is None else h0.to(c.dtype), reset, self.C)
+        return h, h[:, -1].float()
