@@ -237,7 +237,7 @@ def bench_training(args, ceil) -> dict:
             train_step()  # warm-up: compiles, creates the optimiser state
             times = time_repeats(train_step, repeats=args.repeats, warmup=1, device=dev)
             sec = median(times)
-            rate = ceil.matmul_gflops if dtype == "float32" else (ceil.matmul_gflops_bf16 or math_nan())
+            rate = ceil.matmul_gflops if dtype == "float32" else (ceil.matmul_gflops_bf16 or float("nan"))
             rows.append({"variant": variant, "size": size, "frames": t, "mode": mode, "dtype": dtype,
                          "seconds": sec, "runs": times, "gflop": flops / GB,
                          "gflop_per_s": flops / sec / GB,
@@ -255,10 +255,6 @@ def bench_training(args, ceil) -> dict:
               f"{r['gflop_per_s']:.1f} | {r['of_fp32_matmul']:.2f} | {r['of_own_dtype_matmul']:.2f} |"
               for r in rows]
     return {"rows": rows, "targets": targets, "table": table}
-
-
-def math_nan() -> float:
-    return float("nan")
 
 
 # --------------------------------------------------------------------------- 4. scan

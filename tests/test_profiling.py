@@ -80,3 +80,16 @@ def test_long_bfloat16_stream_keeps_a_float32_state_and_stays_finite():
                 assert torch.isfinite(bf16.lru).all() and torch.isfinite(out16.logits).all()
     assert bf16.lru.abs().max() < 1e3  # bounded: |h| <= max|x| / (1 - a) with a < 1
     torch.testing.assert_close(out16.probs.float(), out32.probs, atol=0.05, rtol=0)
+
+
+def test_profile_refuses_bad_device_and_existing_outputs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["profile", "--variant", "mu", "--device", "nonsense"])
+    assert exit_info.value.code == 2 and "not a torch device" in capsys.readouterr().err
+    existing = tmp_path / "cost.json"
+    existing.write_text("keep me")
+    assert main(["profile", "--variant", "mu", "--size", "32", "--json", str(existing)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert existing.read_text() == "keep me"
+    assert main(["profile", "--variant", "mu", "--size", "32", "--plot", str(tmp_path / "no" / "x.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -237,11 +237,35 @@ def _positive_list(text: str) -> list[int]:
     return values
 
 
+def _device(text: str) -> str:
+    """``--device``: a torch device string this installation can use."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this PyTorch has no usable CUDA GPU (use cpu)")
+    return text
+
+
+def _check_output(path: str | None, flag: str, overwrite: bool) -> None:
+    """Refuse, before any work, an output file that cannot be written or would replace one."""
+    if path is None:
+        return
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise ValueError(f"{flag} {path}: folder {target.parent} does not exist")
+    if target.exists() and not overwrite:
+        raise ValueError(f"{flag} {path} exists; pass --overwrite to replace it")
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from trecvit.profiling import format_table, measure_ceilings, plot_rows, profile_model
 
+    _check_output(args.plot, "--plot", args.overwrite)
+    _check_output(args.json, "--json", args.overwrite)
     device = torch.device(args.device)
     ceilings = None
     if args.ceiling:
@@ -335,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-every", type=int, default=1, metavar="N",
                    help="with --stream, print the running top-1 every N frames (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object per result")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="torch device, e.g. cpu or cuda (default cpu)")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("verify", help="check this installation reproduces the official model",
@@ -363,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="videos or streams per call (default 1)")
     p.add_argument("--stream", action="store_true", help="profile model.step frame by frame")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (or step) first")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
@@ -371,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure the fp32 matmul rate and print GFLOP/s as a fraction of it")
     p.add_argument("--plot", default=None, metavar="PNG", help="save a plot of cost against frames")
     p.add_argument("--json", default=None, metavar="FILE", help="save the table as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --plot / --json files")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("export", help="export the streaming step (model.step) to ONNX / torch.export",

@@ -117,7 +117,7 @@ class _FusedRGLRU(torch.autograd.Function):
         a = torch.exp(gate_a.view(b, t, -1, width) * (-cconst * sp)).view(b, t, -1)
         h0z = h0.reshape(b, -1).contiguous() if h0 is not None else c3.new_zeros(b, c3.shape[2])
         h = torch.empty_like(c3)
-        _numba_threads(__import__("numba"))
+        _numba_threads(_numba_kernels()[0])
         forward, _ = _kernels()
         forward(a.numpy(), c3.numpy(), gate_x.contiguous().numpy(), h0z.numpy(), reset.numpy(), h.numpy(),
                 _BLOCK)
@@ -133,7 +133,7 @@ class _FusedRGLRU(torch.autograd.Function):
         g = grad_h.reshape(h.shape).contiguous()
         dc, dgxl, dgal = torch.empty_like(c3), torch.empty_like(c3), torch.empty_like(c3)
         dsp_lane, dh0 = torch.empty_like(h0z), torch.empty_like(h0z)
-        _numba_threads(__import__("numba"))
+        _numba_threads(_numba_kernels()[0])
         _, backward = _kernels()
         backward(g.numpy(), a.numpy(), h.numpy(), h0z.numpy(), c3.numpy(), gate_x.numpy(), gate_a.numpy(),
                  sp.detach().contiguous().numpy(), reset.numpy(), float(ctx.cconst), MAX_SQRT_GRADIENT ** -2,

@@ -278,6 +278,18 @@ def _triton_usable(x: torch.Tensor) -> bool:
     return triton_scan.is_available() and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
 
 
+def check_scan_shapes(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None,
+                      name: str = "linear_scan") -> None:
+    """``ValueError`` unless ``a`` and ``x`` are ``[b, t, ...]`` alike and ``h0`` is ``[b, ...]``."""
+    if a.shape != x.shape:
+        raise ValueError(f"{name}: a {tuple(a.shape)} and x {tuple(x.shape)} differ in shape")
+    if x.dim() < 2:
+        raise ValueError(f"{name}: x must be [b, t, ...], got shape {tuple(x.shape)}")
+    if h0 is not None and h0.shape != x.shape[:1] + x.shape[2:]:
+        raise ValueError(f"{name}: h0 {tuple(h0.shape)} must be x's shape without the time "
+                         f"axis, {tuple(x.shape[:1] + x.shape[2:])}")
+
+
 def linear_scan(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None = None,
                 impl: str = "auto") -> torch.Tensor:
     """``h_t = a_t * h_{t-1} + x_t`` along axis 1, with ``h_{-1} = h0`` (zero if ``None``).
@@ -292,13 +304,7 @@ def linear_scan(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None = None
     Returns:
         every state ``h [b, t, ...]``.
     """
-    if a.shape != x.shape:
-        raise ValueError(f"linear_scan: a {tuple(a.shape)} and x {tuple(x.shape)} differ in shape")
-    if x.dim() < 2:
-        raise ValueError(f"linear_scan: x must be [b, t, ...], got shape {tuple(x.shape)}")
-    if h0 is not None and h0.shape != x.shape[:1] + x.shape[2:]:
-        raise ValueError(f"linear_scan: h0 {tuple(h0.shape)} must be x's shape without the time "
-                         f"axis, {tuple(x.shape[:1] + x.shape[2:])}")
+    check_scan_shapes(a, x, h0)
     if x.shape[1] == 1:  # the streaming case: one state update
         return x if h0 is None else torch.addcmul(x, a, h0.unsqueeze(1))
     impl = resolve_scan_impl(x, impl)

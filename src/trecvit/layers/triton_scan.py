@@ -204,13 +204,9 @@ class _TritonLinearScan(torch.autograd.Function):
 
 
 def _check(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None) -> None:
-    if a.shape != x.shape:
-        raise ValueError(f"triton_linear_scan: a {tuple(a.shape)} and x {tuple(x.shape)} differ in shape")
-    if x.dim() < 2:
-        raise ValueError(f"triton_linear_scan: expected [b, t, ...], got shape {tuple(x.shape)}")
-    if h0 is not None and h0.shape != x.shape[:1] + x.shape[2:]:
-        raise ValueError(f"triton_linear_scan: h0 {tuple(h0.shape)} must be x's shape without the "
-                         f"time axis, {tuple(x.shape[:1] + x.shape[2:])}")
+    from trecvit.layers.scan import check_scan_shapes
+
+    check_scan_shapes(a, x, h0, "triton_linear_scan")
     tensors = (a, x) if h0 is None else (a, x, h0)
     for tensor in tensors:
         if tensor.dtype not in _SUPPORTED_DTYPES:
