@@ -45,11 +45,36 @@ def save_pretrained(model, directory: str | Path) -> Path:
         raise ValueError(f"{directory} exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    config_text = json.dumps(model.config.to_dict(), indent=2) + "\n"
+    config_dict = model.config.to_dict()
+    arch = getattr(model, "arch", "trecvit")
+    if arch != "trecvit":  # a baseline sharing TRecViT's config (trecvit.baselines)
+        config_dict = {"arch": arch, **config_dict}
+    config_text = json.dumps(config_dict, indent=2) + "\n"
     atomic_write(directory / WEIGHTS_NAME,
                  lambda p: save_file(state, str(p), metadata={"format": "pt", "trecvit": __version__}))
     atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(config_text, encoding="utf-8"))
     return directory
+
+
+ARCHS = ("trecvit", "frame_average")
+
+
+def read_config(path: Path) -> tuple[TRecViTConfig, str]:
+    """Read a checkpoint folder's ``config.json``: ``(config, arch)``, where ``arch`` is
+    ``"trecvit"`` or a baseline's name (``"frame_average"``)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object of TRecViTConfig fields")
+    arch = data.pop("arch", "trecvit")
+    if arch not in ARCHS:
+        raise ValueError(f"{path}: unknown arch {arch!r}; known: {', '.join(ARCHS)}")
+    try:
+        return TRecViTConfig.from_dict(data), arch
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu"):
@@ -73,13 +98,18 @@ def load_pretrained(directory: str | Path, map_location: str | torch.device = "c
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory} has no {name}; a TRecViT checkpoint folder holds "
                                     f"{CONFIG_NAME} and {WEIGHTS_NAME} (written by save_pretrained)")
-    config = TRecViTConfig.from_json_file(directory / CONFIG_NAME)
+    config, arch = read_config(directory / CONFIG_NAME)
     weights = directory / WEIGHTS_NAME
     try:
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{weights} is not a readable safetensors file: {err}") from err
-    model = TRecViT(config).to(map_location)
+    if arch == "trecvit":
+        model = TRecViT(config).to(map_location)
+    else:
+        from trecvit.baselines import FrameAverageViT
+
+        model = FrameAverageViT(config).to(map_location)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     check_names_and_shapes({k: tuple(v.shape) for k, v in state.items()}, expected,
                            source=f"{weights} (config {directory / CONFIG_NAME})", what="tensor")
