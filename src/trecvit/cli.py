@@ -1,4 +1,5 @@
-"""The ``trecvit`` command line: ``convert``, ``classify``, ``verify``, ``profile``, ``export``."""
+"""The ``trecvit`` command line: ``convert``, ``classify``, ``verify``, ``profile``, ``export``, and
+(in :mod:`trecvit.cli_train`) ``train``, ``evaluate``, ``demo``, ``synthetic``."""
 
 from __future__ import annotations
 
@@ -70,7 +71,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from trecvit.inference import classify_video, load_labels, load_model
 
     model = load_model(args.checkpoint, device=args.device)
-    labels = load_labels(model.config.num_classes, args.labels)
+    labels_file = args.labels
+    if labels_file is None and args.checkpoint and (Path(args.checkpoint) / "classes.txt").is_file():
+        labels_file = Path(args.checkpoint) / "classes.txt"  # written by trecvit train
+    labels = load_labels(model.config.num_classes, labels_file)
     failures = 0
     if args.stream:
         for path in args.videos:
@@ -308,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trecvit",
         description="TRecViT, a causal recurrent video transformer: convert the official checkpoint, "
-                    "classify videos (whole or frame by frame), verify the installation.")
+                    "classify videos (whole or frame by frame), verify the installation, profile and "
+                    "export the model, train and evaluate classifiers, and run the training demo.")
     parser.add_argument("--version", action="version", version=f"trecvit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -343,8 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: ${CHECKPOINT_ENV})")
     p.add_argument("--top-k", type=int, default=5, help="classes to print (default 5)")
     p.add_argument("--labels", default=None, metavar="FILE",
-                   help="class names, one per line in class order (default: the bundled "
-                        "Kinetics-400 names for 400-class models, else class indices)")
+                   help="class names, one per line in class order (default: the checkpoint folder's "
+                        "classes.txt, written by trecvit train; else the bundled Kinetics-400 names "
+                        "for 400-class models, else class indices)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames to sample (default: the model's frames_per_clip, 32); with --stream, "
                         "the most frames to stream (default: all)")
@@ -427,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest max abs difference the check accepts (default 1e-4)")
     p.set_defaults(func=cmd_export)
+
+    from trecvit.cli_train import add_parsers
+
+    add_parsers(sub, _device)
     return parser
 
 

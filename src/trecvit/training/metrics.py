@@ -1,0 +1,161 @@
+"""Metrics: accuracy, per-class tables, and the CSV / TensorBoard / PNG logs of a run."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from trecvit.pretrained import atomic_write
+
+logger = logging.getLogger(__name__)
+
+CSV_FIELDS = ("step", "epoch", "split", "loss", "top1", "top5", "lr", "clips_per_s", "skipped")
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """``[b]`` bool: is the label among the ``k`` highest scores."""
+    k = min(k, logits.shape[-1])
+    return (logits.topk(k, dim=-1).indices == labels[:, None]).any(dim=-1)
+
+
+@dataclass
+class EvalResult:
+    """Video-level results of an evaluation (scores averaged over the views of a video)."""
+
+    loss: float
+    top1: float
+    top5: float
+    num_videos: int
+    per_class: list[tuple[int, int, float]] = field(default_factory=list)  # (class, videos, top-1)
+    num_failed: int = 0
+    probs: torch.Tensor | None = None  # [videos, classes]
+    labels: torch.Tensor | None = None  # [videos]
+
+    @classmethod
+    def from_scores(cls, probs: torch.Tensor, labels: torch.Tensor, num_failed: int = 0) -> "EvalResult":
+        """From per-video probabilities ``[v, classes]`` and labels ``[v]``."""
+        if probs.shape[0] == 0:
+            return cls(math.nan, math.nan, math.nan, 0, [], num_failed, probs, labels)
+        nll = -torch.log(probs.gather(1, labels[:, None]).clamp_min(1e-12)).mean().item()
+        top1 = topk_correct(probs, labels, 1)
+        top5 = topk_correct(probs, labels, 5)
+        per_class = []
+        for c in range(probs.shape[1]):
+            mask = labels == c
+            if mask.any():
+                per_class.append((c, int(mask.sum()), top1[mask].float().mean().item()))
+        return cls(nll, top1.float().mean().item(), top5.float().mean().item(), int(labels.numel()),
+                   per_class, num_failed, probs, labels)
+
+
+def per_class_table(result: EvalResult, classes: list[str]) -> str:
+    """A text table of top-1 per class, worst first."""
+    rows = sorted(result.per_class, key=lambda r: r[2])
+    width = max([len(classes[c]) for c, _, _ in rows] + [5])
+    lines = [f"  {'class':<{width}}  videos   top-1"]
+    for c, n, acc in rows:
+        lines.append(f"  {classes[c]:<{width}}  {n:>6}  {100 * acc:5.1f}%")
+    return "\n".join(lines)
+
+
+def write_per_class_csv(path: Path, result: EvalResult, classes: list[str]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["class_index", "class", "videos", "top1"])
+            for c, n, acc in result.per_class:
+                w.writerow([c, classes[c], n, f"{acc:.6f}"])
+    atomic_write(path, write)
+
+
+class MetricsLog:
+    """Appends metric rows to ``metrics.csv`` and, when available, TensorBoard.
+
+    On resume, ``truncate_after(step)`` drops the rows a killed run wrote after its
+    last checkpoint, so the file reads as one uninterrupted run.
+    """
+
+    def __init__(self, out_dir: Path, tensorboard: bool = True):
+        self.path = out_dir / "metrics.csv"
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is a dependency, but may be missing in odd installs
+                logger.warning("tensorboard is not installed; metrics go to %s only", self.path)
+            else:
+                self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+        if not self.path.exists():
+            with open(self.path, "w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerow(CSV_FIELDS)
+
+    def truncate_after(self, step: int) -> None:
+        rows = self.read(self.path)
+        kept = [r for r in rows if int(r["step"]) <= step]
+        if len(kept) == len(rows):
+            return
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+                w.writeheader()
+                w.writerows(kept)
+        atomic_write(self.path, write)
+
+    def log(self, step: int, epoch: float, split: str, **values: float) -> None:
+        row = {"step": step, "epoch": f"{epoch:.4f}", "split": split}
+        for key in CSV_FIELDS[3:]:
+            value = values.get(key)
+            row[key] = "" if value is None else (f"{value:.6g}" if isinstance(value, float) else value)
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
+            csv.DictWriter(fh, fieldnames=CSV_FIELDS).writerow(row)
+            fh.flush()
+        if self.writer is not None:
+            for key, value in values.items():
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    self.writer.add_scalar(f"{split}/{key}", value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    @staticmethod
+    def read(path: str | Path) -> list[dict[str, str]]:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+
+def plot_curves(metrics_csv: Path, out_png: Path, title: str = "") -> None:
+    """Training loss and validation top-1 against the step, as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = MetricsLog.read(metrics_csv)
+    train = [(int(r["step"]), float(r["loss"])) for r in rows if r["split"] == "train" and r["loss"]]
+    val = [(int(r["step"]), float(r["top1"])) for r in rows if r["split"] == "val" and r["top1"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if train:
+        ax1.plot(*zip(*train), lw=1.2)
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("training loss")
+    ax1.set_yscale("log")
+    ax1.grid(alpha=0.3)
+    if val:
+        ax2.plot(*zip(*[(s, 100 * a) for s, a in val]), marker="o")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("validation top-1 (%)")
+    ax2.set_ylim(0, 100)
+    ax2.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
