@@ -214,9 +214,9 @@ def test_motion_semantics(seed):
             steps = (np.diff(angles) + math.pi / 2) % math.pi - math.pi / 2  # axis angles are mod pi
             sign = 1 if label == 6 else -1  # clockwise on screen = increasing angle with y pointing down
             turned = sign * steps.sum()
-            assert np.all(sign * steps > 0) and math.radians(80) < turned < math.radians(190), (label, steps)
+            assert np.all(sign * steps > 0) and math.radians(170) < turned < math.radians(280), (label, steps)
             # rotating about its centre (the off-centre orientation spot moves the contrast centroid a little)
-            assert np.ptp(st["cx"]) < 1.5 and np.ptp(st["cy"]) < 1.5
+            assert np.ptp(st["cx"]) < 2.5 and np.ptp(st["cy"]) < 2.5
         elif label in (8, 9):
             visible = contrast if label == 8 else contrast[::-1]
             assert visible[0] < 0.02 * visible[-1] and _monotone(visible, 1), (label, contrast)

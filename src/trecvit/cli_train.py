@@ -158,7 +158,7 @@ def add_parsers(sub, device_type) -> None:
                     "by how things move, half of them time-reversed pairs), train the same ViT without "
                     "its temporal blocks (frames averaged), evaluate both on held-out clips, print a "
                     "comparison table, save the model, the training curves and a held-out clip as "
-                    ".mp4, and classify that clip frame by frame. Exits 1 if TRecViT misses 90%% "
+                    ".mp4, and classify that clip frame by frame. Exits 1 if TRecViT misses 90% "
                     "top-1.")
     p.add_argument("--out-dir", default="trecvit-demo", help="output folder (default trecvit-demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out-dir")

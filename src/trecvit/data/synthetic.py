@@ -13,7 +13,7 @@ Classes (:data:`MOTION_CLASSES`, in this order)
   3   moving down                 class 2 played backwards
   4   zooming in                  the object grows by a factor 1.8-2.2
   5   zooming out                 class 4 played backwards
-  6   rotating clockwise          rotation by 90-180 degrees (clockwise on screen)
+  6   rotating clockwise          rotation by 180-270 degrees (clockwise on screen)
   7   rotating anticlockwise      class 6 played backwards
   8   appearing                   opacity 0 -> 1 while the object grows from half size
   9   disappearing                class 8 played backwards
@@ -54,11 +54,13 @@ Content
 * Object: the opposite brightness (so it is always easy to find), a saturated random colour,
   its own texture (three oriented sinusoids, 1-2.4 cycles across the object) and a linear
   colour gradient across it.  The shape is an ellipse, a rectangle, an irregular triangle or
-  an irregular pentagon with soft edges, 28-45 % of the frame side across (35-48 % when
-  rotating; 25-40 % before a 2x zoom, i.e. 17-59 % over the clip); it starts in a random
-  orientation, and its texture moves, scales and rotates with it.  Rotations turn by at most
-  26 degrees per frame at 8 frames, less than half of any shape's symmetry angle, so the
-  direction of rotation is visible between consecutive frames.
+  an irregular pentagon with soft edges, 28-45 % of the frame side across (58-70 % when
+  rotating, so that its rim and spot sweep across patches; 25-40 % before a 2x zoom, i.e. 17-59 % over the clip); it starts in a random
+  orientation, and its texture moves, scales and rotates with it.  A contrasting spot off the
+  centre (on the sprite's x axis) travels along a circle as the object turns, so the
+  direction of rotation is legible even at 32x32 with 8x8 patches.  Rotations turn by
+  180-270 degrees, at most 39 degrees per frame at 8 frames; the spot and the colour gradient
+  make every object asymmetric, so consecutive frames are unambiguous.
 * Translations move the object centre by 32-50 % of the frame side (10-16 pixels at 32x32)
   with both ends in ``[0.15, 0.85]^2`` of the frame.
 * Grey uniform per-frame noise of +-0.02.
@@ -139,7 +141,7 @@ _REVERSED: frozenset[int] = frozenset(b for _, b in REVERSED_PAIRS)
 #: Amplitude of the uniform per-frame pixel noise.
 NOISE_AMPLITUDE = 0.02
 #: The sprite spans ``[-EXTENT, EXTENT]`` in object units (the object fits in the unit disc).
-_SPOT_CENTRE, _SPOT_RADIUS = 0.55, 0.22  # the orientation spot, in object units
+_SPOT_CENTRE, _SPOT_RADIUS = 0.65, 0.22  # the orientation spot, in object units
 _EXTENT = 1.2
 _MAX_EDGES = 5
 _BG_FIELDS, _BG_WAVES, _OBJ_WAVES = 2, 2, 3
@@ -333,7 +335,7 @@ def _derive(kind: np.ndarray, u: np.ndarray, noise_seed: np.ndarray) -> dict[str
     ones, zeros = np.ones(n), np.zeros(n)
     angle = 2 * math.pi * p[:, 0]
     is_kind = {name: kind == index for index, name in enumerate(KINDS)}
-    diameter = np.select([is_kind["zoom"], is_kind["rotate"]], [0.25 + 0.15 * p[:, 1], 0.35 + 0.13 * p[:, 1]],
+    diameter = np.select([is_kind["zoom"], is_kind["rotate"]], [0.25 + 0.15 * p[:, 1], 0.58 + 0.12 * p[:, 1]],
                          0.28 + 0.17 * p[:, 1])
     length = 0.32 + 0.18 * p[:, 2]
     # horizontal / vertical: canonical motion towards smaller coordinates (left / up)
@@ -347,7 +349,7 @@ def _derive(kind: np.ndarray, u: np.ndarray, noise_seed: np.ndarray) -> dict[str
     step = 0.5 * length[:, None] * np.stack([np.cos(theta), np.sin(theta)], axis=-1)
     mid = 0.15 + np.abs(step) + (0.7 - 2 * np.abs(step)) * p[:, 3:5]
     # zoom / rotate / appear: a fixed centre
-    lo = np.select([is_kind["zoom"], is_kind["rotate"]], [0.38, 0.35], 0.3)[:, None]
+    lo = np.select([is_kind["zoom"], is_kind["rotate"]], [0.38, 0.4], 0.3)[:, None]
     fixed = lo + (1 - 2 * lo) * p[:, 3:5]
     moving = [is_kind["horizontal"][:, None], is_kind["vertical"][:, None], is_kind["diagonal"][:, None]]
     centre_start = np.select(moving, [axis_start, axis_start[:, ::-1], mid - step], fixed)
@@ -375,7 +377,7 @@ def _derive(kind: np.ndarray, u: np.ndarray, noise_seed: np.ndarray) -> dict[str
         "centre_start": centre_start,
         "centre_end": centre_end,
         "angle_start": angle,
-        "angle_end": angle + np.where(is_kind["rotate"], math.pi / 2 + math.pi / 2 * p[:, 8], 0.0),
+        "angle_end": angle + np.where(is_kind["rotate"], math.pi + math.pi / 2 * p[:, 8], 0.0),
         "scale_start": np.select([is_kind["zoom"], is_kind["appear"]], [zoom ** -0.5, 0.5 * ones], ones),
         "scale_end": np.where(is_kind["zoom"], zoom ** 0.5, ones),
         "opacity_start": np.where(is_kind["appear"], zeros, ones),

@@ -329,7 +329,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one option per :class:`TrainConfig` field (defaults suppressed, so only the
     options given on the command line override the YAML file)."""
     hints = typing.get_type_hints(TrainConfig)
-    group = parser.add_argument_group("training options (override the --config file)")
+    group = parser.add_argument_group(
+        "training options (override the --config file)",
+        "Each option is a field of trecvit.training.TrainConfig, whose docstring documents them all "
+        "(python -c 'import trecvit.training as t; help(t.TrainConfig)').")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
