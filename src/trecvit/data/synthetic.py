@@ -55,10 +55,10 @@ Content
   its own texture (three oriented sinusoids, 1-2.4 cycles across the object) and a linear
   colour gradient across it.  The shape is an ellipse, a rectangle, an irregular triangle or
   an irregular pentagon with soft edges, 28-45 % of the frame side across (58-70 % when
-  rotating, so that its rim and spot sweep across patches; 25-40 % before a 2x zoom, i.e. 17-59 % over the clip); it starts in a random
-  orientation, and its texture moves, scales and rotates with it.  A contrasting spot off the
-  centre (on the sprite's x axis) travels along a circle as the object turns, so the
-  direction of rotation is legible even at 32x32 with 8x8 patches.  Rotations turn by
+  rotating, so that its rim and spot sweep across patches; 25-40 % before a 2x zoom, i.e.
+  17-59 % over the clip); it starts in a random orientation, and its texture moves, scales
+  and rotates with it.  A contrasting spot off the centre (on the sprite's x axis) travels
+  along a circle as the object turns, to make the direction of rotation visible at 32x32.  Rotations turn by
   180-270 degrees, at most 39 degrees per frame at 8 frames; the spot and the colour gradient
   make every object asymmetric, so consecutive frames are unambiguous.
 * Translations move the object centre by 32-50 % of the frame side (10-16 pixels at 32x32)
