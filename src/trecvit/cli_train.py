@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 # train
 # ----------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from trecvit.training import Trainer
+    from trecvit.training import NonFiniteLossError, Trainer
     from trecvit.training.config import TrainConfig, config_from_args
 
     base = None
@@ -28,7 +29,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     "run (or --config to start one)")
         base = TrainConfig.from_yaml(saved)
     cfg = config_from_args(args, base)
-    result = Trainer(cfg, resume=args.resume).fit()
+    try:
+        result = Trainer(cfg, resume=args.resume).fit()
+    except (NonFiniteLossError, OSError) as err:  # e.g. a full disk while writing a checkpoint
+        if isinstance(err, FileNotFoundError):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if result.final_eval is not None:
         ev = result.final_eval
         print(f"done: {result.steps} steps in {result.seconds / 60:.1f} min; held-out top-1 "
@@ -96,8 +103,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_synthetic(args: argparse.Namespace) -> int:
     from trecvit.data.synthetic import write_synthetic_videos
 
-    out = write_synthetic_videos(args.out_dir, args.size, num_frames=args.frames, image_size=args.image_size,
-                                 seed=args.seed, overwrite=args.overwrite, progress=True)
+    try:
+        out = write_synthetic_videos(args.out_dir, args.size, num_frames=args.frames,
+                                     image_size=args.image_size, seed=args.seed, overwrite=args.overwrite,
+                                     progress=True)
+    except FileExistsError as err:
+        raise ValueError(f"{args.out_dir} is not empty; pass --overwrite to replace its videos") from err
     print(f"wrote {args.size} clips to {out / 'videos'}, labels in {out / 'labels.csv'}, class names in "
           f"{out / 'classes.txt'}")
     return 0

@@ -232,6 +232,22 @@ def _as_float_array(arr: np.ndarray, key: str, path: Path) -> np.ndarray:
     return arr
 
 
+def open_npz(path: Path, what: str = "checkpoint") -> np.lib.npyio.NpzFile:
+    """Open an ``.npz`` archive without unpickling anything; errors name ``path`` (a ``what``)."""
+    if path.stat().st_size == 0:
+        raise ValueError(f"{what} {path} is empty")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as err:  # numpy refuses pickled data when allow_pickle=False
+        raise ValueError(f"{path} holds pickled Python objects, not an .npz of arrays; refusing to "
+                         f"unpickle it (it could run code): {err}") from err
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable .npz archive: {err}") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a single .npy array, expected an .npz archive of named arrays")
+    return archive
+
+
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` without unpickling anything.
 
@@ -245,17 +261,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     if path.is_dir():
         raise ValueError(f"checkpoint {path} is a directory, expected an official .npz file "
                          "(a directory from `trecvit convert` loads with TRecViT.from_pretrained)")
-    if path.stat().st_size == 0:
-        raise ValueError(f"checkpoint {path} is empty")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as err:  # numpy refuses pickled data when allow_pickle=False
-        raise ValueError(f"{path} holds pickled Python objects, not an .npz of arrays; refusing to "
-                         f"unpickle it (it could run code): {err}") from err
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable .npz archive: {err}") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is a single .npy array, expected an .npz archive of named arrays")
+    archive = open_npz(path, what="checkpoint")
     arrays = {}
     with archive:
         for key in archive.files:

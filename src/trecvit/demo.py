@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from trecvit.training import TrainConfig, Trainer
-from trecvit.training.metrics import EvalResult
+from trecvit.training.metrics import EvalResult, plot_curves
 
 MARKER = ".trecvit-demo"
 
@@ -106,36 +106,6 @@ def format_table(rows: list[ModelScores]) -> str:
     return "\n".join(lines)
 
 
-def plot_demo_curves(runs: dict[str, Path], out_png: Path) -> None:
-    """Training loss and held-out top-1 of the demo's runs, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from trecvit.pretrained import atomic_write
-    from trecvit.training.metrics import MetricsLog
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, csv_path in runs.items():
-        rows = MetricsLog.read(csv_path)
-        train = [(int(r["step"]), float(r["loss"])) for r in rows if r["split"] == "train" and r["loss"]]
-        val = [(int(r["step"]), 100 * float(r["top1"])) for r in rows if r["split"] == "val" and r["top1"]]
-        if train:
-            ax1.plot(*zip(*train), label=name, lw=1.2)
-        if val:
-            ax2.plot(*zip(*val), marker="o", label=name)
-    ax1.set(xlabel="step", ylabel="training loss", yscale="log")
-    ax2.set(xlabel="step", ylabel="held-out top-1 (%)", ylim=(0, 100))
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("synthetic motion: TRecViT vs the order-blind baseline")
-    fig.tight_layout()
-    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-
-
 def _prepare(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out-dir {out} exists and is not a directory")
@@ -184,8 +154,9 @@ def run_demo(out_dir: str | Path = "trecvit-demo", *, overwrite: bool = False, q
     n_b = sum(p.numel() for p in load_pretrained(res_b.model_dir).parameters())
     rows = [pair_scores("TRecViT", res_t.final_eval, minutes_t, n_t),
             pair_scores("frame-average ViT (baseline)", res_b.final_eval, minutes_b, n_b)]
-    plot_demo_curves({"TRecViT": out / "trecvit" / "metrics.csv",
-                      "frame-average ViT": out / "baseline" / "metrics.csv"}, out / "curves.png")
+    plot_curves({"TRecViT": out / "trecvit" / "metrics.csv",
+                 "frame-average ViT": out / "baseline" / "metrics.csv"}, out / "curves.png",
+                title="synthetic motion: TRecViT vs the order-blind baseline")
 
     print(f"\n[3/4] held-out results ({res_t.final_eval.num_videos} clips)\n")
     print(format_table(rows))

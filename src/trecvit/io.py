@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 import os
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +55,8 @@ import av
 import numpy as np
 import torch
 from av.video.reformatter import Interpolation
+
+from trecvit.validation import int_at_least as _int_at_least
 
 __all__ = ["VideoInfo", "read_video", "iter_frames", "video_info"]
 
@@ -86,16 +87,6 @@ class VideoInfo:
 # --------------------------------------------------------------------------- #
 # argument validation
 # --------------------------------------------------------------------------- #
-def _int_at_least(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    try:
-        value = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _normalise_size(size: Size) -> tuple[int, int] | None:

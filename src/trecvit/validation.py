@@ -7,6 +7,8 @@ model (a traced graph has no Python control flow on values).
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 
@@ -82,3 +84,16 @@ def check_names_and_shapes(found: dict[str, tuple[int, ...]], expected: dict[str
         problems.append(f"mis-shaped {what}(s): " + listing(
             misshaped, lambda k: f"{k} has shape {tuple(found[k])}, expected {tuple(expected[k])}"))
     raise ValueError(f"{source} does not match the model: " + " | ".join(problems))
+
+
+def int_at_least(value: object, name: str, minimum: int = 1) -> int:
+    """``value`` as an ``int >= minimum`` (bools refused), or a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    try:
+        value = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value

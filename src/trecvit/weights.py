@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trecvit.config import TRecViTConfig
-from trecvit.convert import _as_float_array, convert_official_params, infer_config
+from trecvit.convert import _as_float_array, convert_official_params, infer_config, open_npz
 from trecvit.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from trecvit.validation import check_names_and_shapes
 
@@ -123,18 +123,7 @@ def _refuse_pickle(path: Path) -> None:
 
 
 def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
-    if path.stat().st_size == 0:
-        raise ValueError(f"weights file {path} is empty")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as err:  # numpy refuses pickled data when allow_pickle=False
-        raise ValueError(f"{path} holds pickled Python objects, not an .npz of arrays; refusing to "
-                         f"unpickle it (it could run code): {err}") from err
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable .npz archive: {err}") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is a single .npy array, expected an .npz archive of named arrays")
-    return archive
+    return open_npz(path, what="weights file")
 
 
 def _npz_keys(path: Path) -> list[str]:

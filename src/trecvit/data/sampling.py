@@ -17,27 +17,17 @@ last frame is repeated (no error).
 
 from __future__ import annotations
 
-import operator
 import re
 
 import torch
+
+from trecvit.validation import int_at_least as _positive_int
 
 __all__ = ["parse_views", "train_clip_indices", "eval_clip_indices", "clip_span"]
 
 _VIEWS_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
 
 
-def _positive_int(value: object, name: str, minimum: int = 1) -> int:
-    """``value`` as an ``int >= minimum`` or a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    try:
-        value = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def parse_views(spec: str | tuple[int, int]) -> tuple[int, int]:

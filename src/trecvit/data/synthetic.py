@@ -95,6 +95,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trecvit.validation import int_at_least as _int_at_least
+
 __all__ = [
     "MOTION_CLASSES",
     "PRETEND_PAIR",
@@ -173,16 +175,6 @@ def _class_id(value: object, name: str) -> int:
     return value
 
 
-def _int_at_least(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    try:
-        value = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 # --------------------------------------------------------------------------- #

@@ -131,29 +131,29 @@ class MetricsLog:
             return list(csv.DictReader(fh))
 
 
-def plot_curves(metrics_csv: Path, out_png: Path, title: str = "") -> None:
-    """Training loss and validation top-1 against the step, as a PNG (written atomically)."""
+def plot_curves(runs: dict[str, Path], out_png: Path, title: str = "") -> None:
+    """Training loss and validation top-1 against the step of one or more runs
+    (``{name: metrics.csv}``), side by side, as a PNG (written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = MetricsLog.read(metrics_csv)
-    train = [(int(r["step"]), float(r["loss"])) for r in rows if r["split"] == "train" and r["loss"]]
-    val = [(int(r["step"]), float(r["top1"])) for r in rows if r["split"] == "val" and r["top1"]]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    if train:
-        ax1.plot(*zip(*train), lw=1.2)
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("training loss")
-    ax1.set_yscale("log")
-    ax1.grid(alpha=0.3)
-    if val:
-        ax2.plot(*zip(*[(s, 100 * a) for s, a in val]), marker="o")
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("validation top-1 (%)")
-    ax2.set_ylim(0, 100)
-    ax2.grid(alpha=0.3)
+    for name, csv_path in runs.items():
+        rows = MetricsLog.read(csv_path)
+        train = [(int(r["step"]), float(r["loss"])) for r in rows if r["split"] == "train" and r["loss"]]
+        val = [(int(r["step"]), 100 * float(r["top1"])) for r in rows if r["split"] == "val" and r["top1"]]
+        if train:
+            ax1.plot(*zip(*train), label=name, lw=1.2)
+        if val:
+            ax2.plot(*zip(*val), marker="o", label=name)
+    ax1.set(xlabel="step", ylabel="training loss", yscale="log")
+    ax2.set(xlabel="step", ylabel="validation top-1 (%)", ylim=(0, 100))
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        if len(runs) > 1:
+            ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()

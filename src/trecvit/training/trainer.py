@@ -165,7 +165,7 @@ class Trainer:
         self._model = model
 
     # ----------------------------------------------------------------- set-up
-    def _prepare_out_dir(self, info: distributed.DistInfo) -> tuple[Path, Path | None]:
+    def _check_out_dir(self, info: distributed.DistInfo) -> tuple[Path, Path | None]:
         out = Path(self.cfg.out_dir)
         ckpt_dir = out / "checkpoints"
         found = latest_checkpoint(ckpt_dir)
@@ -174,11 +174,15 @@ class Trainer:
                              "--resume to continue it, or choose another --out-dir")
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out-dir {out} exists and is not a directory")
+        return out, found
+
+    def _write_config(self, out: Path, info: distributed.DistInfo) -> None:
+        """Create the run folder with its ``config.yaml`` (once the data and model are built, so a
+        bad option leaves nothing behind)."""
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.yaml").write_text(self.cfg.to_yaml(), encoding="utf-8")
         distributed.barrier(info)
-        return out, found
 
     def fit(self) -> TrainResult:
         """Train, evaluate, save; returns a :class:`TrainResult` (on every process)."""
@@ -191,7 +195,7 @@ class Trainer:
 
     def _fit(self, cfg: TrainConfig, info: distributed.DistInfo, device: torch.device) -> TrainResult:
         t_start = time.perf_counter()
-        out, resume_from = self._prepare_out_dir(info)
+        out, resume_from = self._check_out_dir(info)
         train_set, val_set, classes = build_datasets(cfg, log=info.is_main)
         plan = StepPlan(len(train_set), cfg.batch_size, info.world_size, cfg.grad_accum, cfg.seed)
         total_steps = cfg.max_steps or cfg.epochs * plan.steps_per_epoch
@@ -199,6 +203,7 @@ class Trainer:
         model = self._model if self._model is not None else build_model(cfg, len(classes))
         if model.config.num_classes != len(classes):
             raise ValueError(f"the model has {model.config.num_classes} classes, the data {len(classes)}")
+        self._write_config(out, info)
         model.to(device)
         if cfg.grad_checkpointing:
             model.set_grad_checkpointing(True)
@@ -237,9 +242,8 @@ class Trainer:
                         cfg.arch, f"{sum(p.numel() for p in model.parameters()):,}", total_steps,
                         cfg.batch_size, plan.steps_per_epoch, info.world_size)
 
-        self._loop(cfg, info, device, model, runner, optimizer, ema, metrics, plan, train_set, val_set,
-                   classes, step, total_steps, skipped, out)
-        skipped = self._skipped
+        skipped = self._loop(cfg, info, device, model, runner, optimizer, ema, metrics, plan, train_set,
+                             val_set, classes, step, total_steps, skipped, out)
         final = None
         model_dir = None
         if val_set is not None:
@@ -256,7 +260,7 @@ class Trainer:
                 model.save_pretrained(model_dir)
             (model_dir / "classes.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
             metrics.close()
-            plot_curves(out / "metrics.csv", out / "curves.png", title=f"{cfg.arch} ({out.name})")
+            plot_curves({cfg.arch: out / "metrics.csv"}, out / "curves.png", title=f"{cfg.arch} ({out.name})")
             logger.info("saved %s, %s and %s", model_dir, out / "metrics.csv", out / "curves.png")
         distributed.barrier(info)
         return TrainResult(out, total_steps, skipped, final, model_dir, classes,
@@ -270,7 +274,7 @@ class Trainer:
 
     # ------------------------------------------------------------------- loop
     def _loop(self, cfg, info, device, model, runner, optimizer, ema, metrics, plan, train_set, val_set,
-              classes, start_step, total_steps, skipped, out) -> None:
+              classes, start_step, total_steps, skipped, out) -> int:
         loader = train_loader(train_set, plan, start_step, total_steps, info.rank, cfg.num_workers,
                               pin_memory=device.type == "cuda")
         batches = iter(loader)
@@ -278,7 +282,6 @@ class Trainer:
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         mixing = cfg.mixup > 0 or cfg.cutmix > 0
         consecutive = 0
-        self._skipped = skipped
         failed_videos: list[tuple[int, str]] = []
         window = {"loss": 0.0, "clips": 0, "t": time.perf_counter(), "top1": 0.0}
         bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True,
@@ -356,7 +359,6 @@ class Trainer:
                 optimizer.step()
                 if ema is not None:
                     ema.update(model)
-            self._skipped = skipped
             window["loss"] += float(stats[0])
             window["clips"] += int(stats[1])
             window["top1"] += float(stats[2])
@@ -403,7 +405,7 @@ class Trainer:
         bar.close()
         if failed_videos:
             self._warn_failed(failed_videos, None, info)
-        self._skipped = skipped
+        return skipped
 
     @staticmethod
     def _warn_failed(failed: list[tuple[int, str]], epoch: int | None, info) -> None:
