@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from trecvit.config import TRecViTConfig
 from trecvit.convert import _as_float_array, convert_official_params, infer_config, open_npz
-from trecvit.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from trecvit.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_config
 from trecvit.validation import check_names_and_shapes
 
 logger = logging.getLogger(__name__)
@@ -787,7 +787,7 @@ def _read_trecvit(path: Path, fmt: str, cfg: TRecViTConfig, report: LoadReport
             raise ValueError(f"{path}: {err}") from err
         return convert_official_params(params, src_cfg, source=str(path)), src_cfg
     weights = _weights_file(path)
-    src_cfg = TRecViTConfig.from_json_file(path / CONFIG_NAME) if fmt == "trecvit_dir" else None
+    src_cfg = read_config(path / CONFIG_NAME)[0] if fmt == "trecvit_dir" else None
     state = _read_safetensors(weights)
     for key, tensor in state.items():
         if not tensor.is_floating_point():
