@@ -445,7 +445,7 @@ def test_frame_count_overestimate_is_replanned(videos, monkeypatch):
     ds = VideoClipDataset([(videos["grey_mkv"], 0)], ["a"], num_frames=4, stride=2, image_size=16, train=False, views="3x1")
     expected = ds[0]["video"]
     count = datasets_module._count_packets
-    monkeypatch.setattr(datasets_module, "_count_packets", lambda c, s: count(c, s) + 9)
+    monkeypatch.setattr(datasets_module, "_count_packets", lambda c, s, **kw: count(c, s, **kw) + 9)
     torch.testing.assert_close(ds[0]["video"], expected, rtol=0, atol=0)
     assert _frame_ids(expected) == [i for clip in eval_clip_indices(N_FRAMES, 4, 2, 3) for i in clip]
 

@@ -38,6 +38,63 @@ decodes without any error and is indistinguishable from one whose metadata
 over-reports its frame count: it is read as the shorter video (with the
 warning above).  Files whose index is at the end (e.g. MP4 without
 "faststart") cannot be opened at all once truncated.
+
+Hostile files
+-------------
+Whatever the bytes of a file, :func:`read_video`, :func:`iter_frames` and
+the datasets of :mod:`trecvit.data` either return frames in the layout above
+or raise ``ValueError`` naming the file (``FileNotFoundError`` for a missing
+path, ``PermissionError`` for an unreadable one).  The datasets turn these
+errors into failed samples (``video=None`` plus the message).  This is
+fuzz-tested (``tests/robustness/test_video_fuzz.py``: bit flips, overwrites,
+deleted/inserted/duplicated chunks, truncation, header mutations and spliced
+files, starting from the demo clip and from H.264 MP4, MPEG-4 AVI, VP9 WebM,
+MJPEG MKV, MPEG-2 TS and GIF files).
+
+* **Time limit** (``timeout``, default :data:`DEFAULT_TIMEOUT` = 60 s;
+  ``None`` disables it): :func:`read_video` and a dataset item
+  (``decode_timeout``) get that long in total, over every decoding pass;
+  :func:`iter_frames` gets that long for *each* frame it yields (skipped
+  frames count towards the next one; the caller's time between frames does
+  not), so a stream may run for days.  Past the limit,
+  :class:`DecodeTimeoutError` (a ``ValueError``) says how far decoding got.
+  The limit is checked before each packet and, through FFmpeg's interrupt
+  callback, while opening/probing the file and reading each packet; a
+  single packet whose decoding never returned would not be interrupted
+  (none was found by fuzzing).  Long videos sampled uniformly are decoded to
+  the end: pass a larger ``timeout`` (or ``None``) for hour-long files.
+* **Frame size** (``max_pixels``, default :data:`DEFAULT_MAX_PIXELS` =
+  8192 * 8192, about 67 megapixels, enough for 8K; ``None`` disables it): a
+  stream that declares larger frames is refused when it is opened, every
+  decoded frame is checked before conversion, and FFmpeg's own
+  ``max_pixels`` decoder option is set (to twice the limit, for its
+  alignment padding) so that the decoder refuses to allocate a larger frame
+  in the first place.  Each error names the size and the limit.
+* **Zero-length file, directory, FIFO/socket/device**: ``ValueError``
+  ("empty", "directory", "not a regular file"; opening a FIFO could block
+  forever), raised by :func:`iter_frames` when it is called.
+* **Not a media file** (text, random bytes) under a video extension:
+  ``ValueError`` ("cannot open ... as a media file"), or, if FFmpeg's probe
+  takes the bytes for some format, an error about its streams or packets.
+* **Audio only** (WAV, MKA, M4A, ...): ``ValueError`` ("has no video stream").
+  A stream whose codec FFmpeg does not know: ``ValueError`` ("no decoder").
+* **One-frame video**: a normal video of length 1: uniform sampling repeats
+  the frame, stride sampling of more than one frame needs ``pad=True``.
+* **Still images** (PNG, JPEG, ...): read as a one-frame video (FFmpeg's
+  image demuxers).  :data:`trecvit.data.VIDEO_EXTENSIONS` does not list image
+  extensions, so folder scans skip images; list them in a CSV to use them.
+* **Odd sizes** (e.g. 33x17, 1x1, 2000x16): decoded; ``size`` scales and
+  crops as usual (a 1x1 video is up-scaled to a uniform frame).
+* **Variable frame rate**: frames are sampled by **index**, never by
+  timestamp: uniform sampling spreads the samples evenly over the frames, not
+  over time, and ``stride`` counts frames.
+* **Resolution changing mid-stream**: with ``size`` every frame is scaled
+  and cropped to ``size``; with ``size=None`` every frame is scaled and
+  cropped to the size of the video's *first* frame (the datasets scale all
+  frames of a clip to the size planned for the first frame they convert),
+  so a clip never mixes sizes.
+* **Corrupt data**: see "Frame counts and truncated files" above.  A frame
+  whose pixel format cannot be converted to RGB raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -45,6 +102,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +116,15 @@ from av.video.reformatter import Interpolation
 
 from trecvit.validation import int_at_least as _int_at_least
 
-__all__ = ["VideoInfo", "read_video", "iter_frames", "video_info"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_TIMEOUT",
+    "DecodeTimeoutError",
+    "VideoInfo",
+    "iter_frames",
+    "read_video",
+    "video_info",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +132,53 @@ PathLike = Union[str, "os.PathLike[str]"]
 Size = Union[int, Sequence[int], None]
 
 _SAMPLINGS = ("uniform", "stride")
+
+DEFAULT_TIMEOUT: float = 60.0
+"""Default decoding time limit in seconds: per :func:`read_video` call, per dataset
+item, and per yielded frame of :func:`iter_frames`."""
+
+DEFAULT_MAX_PIXELS: int = 8192 * 8192
+"""Default largest frame area (``width * height``) accepted: 67 megapixels (8K fits)."""
+
+
+class DecodeTimeoutError(ValueError):
+    """Decoding a file took longer than its time limit (``timeout``).
+
+    A ``ValueError`` subclass, so code that handles unreadable files handles it too.
+    """
+
+
+class _Deadline:
+    """A monotonic deadline ``limit`` seconds from the last :meth:`reset` (``None``: none)."""
+
+    __slots__ = ("limit", "end")
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self.end: float | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.end = None if self.limit is None else time.monotonic() + self.limit
+
+    def remaining(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.end is not None and time.monotonic() > self.end
+
+    def error(self, path: PathLike, progress: str) -> DecodeTimeoutError:
+        return DecodeTimeoutError(
+            f"decoding {str(path)!r} exceeded the time limit of {self.limit:g} s ({progress}); "
+            "pass a larger timeout (None: no limit) if the file is merely long"
+        )
+
+    def check(self, path: PathLike, progress: str) -> None:
+        if self.expired():
+            raise self.error(path, progress)
+
+
+_NO_DEADLINE = _Deadline(None)
 
 
 @dataclass(frozen=True)
@@ -101,6 +214,22 @@ def _normalise_size(size: Size) -> tuple[int, int] | None:
     return _int_at_least(size[0], "size[0]"), _int_at_least(size[1], "size[1]")
 
 
+def _normalise_timeout(timeout: object, name: str = "timeout") -> float | None:
+    """``None`` or a positive finite number of seconds, as ``float``."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number of seconds or None, got {timeout!r}")
+    value = float(timeout)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive, finite number of seconds or None, got {timeout!r}")
+    return value
+
+
+def _normalise_max_pixels(max_pixels: object) -> int | None:
+    return None if max_pixels is None else _int_at_least(max_pixels, "max_pixels")
+
+
 def _check_path(path: PathLike) -> Path:
     """Fail early and clearly on paths that cannot be a video file."""
     p = Path(os.fspath(path))
@@ -108,7 +237,9 @@ def _check_path(path: PathLike) -> Path:
         raise FileNotFoundError(f"video file not found: {str(p)!r}")
     if p.is_dir():
         raise ValueError(f"{str(p)!r} is a directory, not a video file")
-    if p.is_file() and p.stat().st_size == 0:
+    if not p.is_file():  # opening a FIFO without a writer would block forever, out of reach of any timeout
+        raise ValueError(f"{str(p)!r} is not a regular file (a FIFO, socket or device), not a video file")
+    if p.stat().st_size == 0:
         raise ValueError(f"video file {str(p)!r} is empty (0 bytes)")
     return p
 
@@ -118,19 +249,33 @@ def _check_path(path: PathLike) -> Path:
 # --------------------------------------------------------------------------- #
 @contextmanager
 def _open_video(
-    path: PathLike, threads: int = 0
+    path: PathLike,
+    threads: int = 0,
+    *,
+    max_pixels: int | None = None,
+    deadline: _Deadline = _NO_DEADLINE,
 ) -> Iterator[tuple[Path, av.container.InputContainer, av.video.stream.VideoStream]]:
     """Open ``path`` and yield ``(path, container, first_video_stream)``.
 
     The container is always closed on exit.  Every failure is turned into an
-    exception whose message names the file.  ``threads`` must be validated.
+    exception whose message names the file.  ``threads`` and ``max_pixels``
+    must be validated.  ``max_pixels`` refuses a stream that declares larger
+    frames and is handed to FFmpeg's decoder (with 2x headroom for its
+    alignment padding) so that it refuses to allocate larger frames;
+    :func:`_decode` checks every decoded frame exactly.  ``deadline`` bounds
+    opening (FFmpeg's interrupt callback: probing and each read).
     """
     p = _check_path(path)
+    remaining = deadline.remaining()
+    if remaining is not None and remaining <= 0:
+        raise deadline.error(p, "before opening the file")
     try:
-        container = av.open(str(p), mode="r")
+        container = av.open(str(p), mode="r", timeout=remaining)
     except av.error.FFmpegError as exc:
         if isinstance(exc, PermissionError):
             raise
+        if deadline.expired():
+            raise deadline.error(p, "while opening the file") from exc
         raise ValueError(f"cannot open {str(p)!r} as a media file: {exc}") from exc
     with container:
         if not container.streams.video:
@@ -139,19 +284,35 @@ def _open_video(
                 f"{str(p)!r} has no video stream (streams: {', '.join(kinds)})"
             )
         stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx is None:  # PyAV has no decoder for the stream's codec (unknown or corrupt header)
+            raise ValueError(
+                f"{str(p)!r}: no decoder for its video stream (unknown or unsupported codec; "
+                "corrupt file?)"
+            )
+        if max_pixels is not None:
+            if ctx.width * ctx.height > max_pixels:
+                raise ValueError(
+                    f"{str(p)!r} declares {ctx.width}x{ctx.height} frames "
+                    f"({ctx.width * ctx.height} pixels), more than max_pixels={max_pixels}"
+                )
+            ctx.options = {"max_pixels": str(min(2 * max_pixels, 2**31 - 1))}
         stream.thread_type = "AUTO"
         if threads > 0:
-            stream.codec_context.thread_count = threads
+            ctx.thread_count = threads
         logger.debug(
             "opened %s: %dx%d %s, %d frames (metadata)",
-            p, stream.codec_context.width, stream.codec_context.height,
-            stream.codec_context.name, stream.frames,
+            p, ctx.width, ctx.height, ctx.name, stream.frames,
         )
         yield p, container, stream
 
 
 def _decode(
-    path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    max_pixels: int | None = None,
+    deadline: _Deadline = _NO_DEADLINE,
 ) -> Iterator[tuple[int, av.VideoFrame]]:
     """Yield ``(index, frame)`` in presentation order.
 
@@ -159,11 +320,15 @@ def _decode(
     corrupt (e.g. cut short by truncation; a frame-threaded decoder may
     otherwise drop them silently), raise ``ValueError`` naming the file and
     the frame (packet) that could not be decoded, counted in decode order.
+    A frame larger than ``max_pixels`` raises ``ValueError``.  ``deadline`` is
+    checked before each packet: :class:`DecodeTimeoutError` once it passed
+    (the consumer's time between frames counts unless it resets it).
     """
     packets = container.demux(stream)
     index = 0  # frames output so far (presentation order)
     position = 0  # non-empty packets seen so far, i.e. frames in decode order
     while True:
+        deadline.check(path, f"{position} packets decoded, {index} frames output")
         try:
             packet = next(packets)
             if packet.is_corrupt:
@@ -172,13 +337,23 @@ def _decode(
         except StopIteration:
             return
         except (av.error.FFmpegError, ValueError) as exc:
+            if deadline.expired():
+                raise deadline.error(path, f"{position} packets decoded, {index} frames output") from exc
+            hint = ""
+            if max_pixels is not None and isinstance(exc, av.error.ArgumentError):
+                hint = f" (or a frame larger than max_pixels={max_pixels})"
             raise ValueError(
                 f"decoding {str(path)!r} failed at frame {position} (decode order; "
-                f"{index} frames output; truncated or corrupt file?): {exc}"
+                f"{index} frames output; truncated or corrupt file{hint}?): {exc}"
             ) from exc
         if packet.size:
             position += 1
         for frame in frames:
+            if max_pixels is not None and frame.width * frame.height > max_pixels:
+                raise ValueError(
+                    f"{str(path)!r}: frame {index} is {frame.width}x{frame.height} "
+                    f"({frame.width * frame.height} pixels), more than max_pixels={max_pixels}"
+                )
             yield index, frame
             index += 1
 
@@ -206,6 +381,17 @@ def _frame_to_tensor(frame: av.VideoFrame, size: tuple[int, int] | None) -> torc
     return tensor.to(torch.float32).div_(255.0)
 
 
+def _convert(path: Path, index: int, frame: av.VideoFrame, size: tuple[int, int] | None) -> torch.Tensor:
+    """:func:`_frame_to_tensor`, with a failed pixel-format conversion as ``ValueError``."""
+    try:
+        return _frame_to_tensor(frame, size)
+    except (av.error.FFmpegError, ValueError, NotImplementedError, TypeError) as exc:
+        raise ValueError(
+            f"{str(path)!r}: cannot convert frame {index} ({frame.width}x{frame.height} "
+            f"{frame.format.name}) to RGB: {exc}"
+        ) from exc
+
+
 def _uniform_indices(n: int, num_frames: int) -> list[int]:
     """Segment centres: ``floor((i + 0.5) * n / num_frames)``."""
     return [math.floor((i + 0.5) * n / num_frames) for i in range(num_frames)]
@@ -217,6 +403,8 @@ def _collect(
     size: tuple[int, int] | None,
     wanted_for: Callable[[int], Collection[int]],
     stop_early: bool,
+    max_pixels: int | None,
+    deadline: _Deadline,
 ) -> tuple[dict[int, torch.Tensor], int, int, torch.Tensor | None]:
     """Decode one pass, converting only the wanted frames.
 
@@ -226,24 +414,28 @@ def _collect(
     as every wanted frame is converted, so ``frames_decoded`` is then only a
     lower bound.  ``last_frame`` is the video's last frame as a tensor when
     the whole video was decoded and some wanted frame was missing (else
-    ``None``); it is converted only in that case.
+    ``None``); it is converted only in that case.  ``size=None`` means the
+    size of the video's first frame (later frames of another size are scaled
+    and cropped to it).
     """
     out: dict[int, torch.Tensor] = {}
     last: av.VideoFrame | None = None
     count = 0
-    with _open_video(path, threads) as (p, container, stream):
+    with _open_video(path, threads, max_pixels=max_pixels, deadline=deadline) as (p, container, stream):
         meta = max(int(stream.frames or 0), 0)
         wanted = set(wanted_for(meta))
-        for index, frame in _decode(p, container, stream):
+        for index, frame in _decode(p, container, stream, max_pixels=max_pixels, deadline=deadline):
             count = index + 1
             last = frame
+            if size is None:  # the first frame fixes the output size
+                size = (frame.height, frame.width)
             if index in wanted:
-                out[index] = _frame_to_tensor(frame, size)
+                out[index] = _convert(p, index, frame, size)
                 if stop_early and len(out) == len(wanted):
                     return out, meta, count, None
     last_tensor = None
     if last is not None and len(out) < len(wanted):
-        last_tensor = _frame_to_tensor(last, size)
+        last_tensor = _convert(p, count - 1, last, size)
     return out, meta, count, last_tensor
 
 
@@ -260,6 +452,8 @@ def read_video(
     offset: int = 0,
     pad: bool = False,
     threads: int = 0,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> torch.Tensor:
     """Decode ``num_frames`` frames of ``path`` into ``[T, 3, H, W]`` float32 in [0, 1].
 
@@ -271,11 +465,16 @@ def read_video(
     last frame of the video fills the missing positions.  ``stride``/``offset``
     are ignored by uniform sampling.  See the module docstring for ``size``,
     the frame-count fallback and truncated files.  ``threads`` is the decoder
-    thread count (0 = FFmpeg's default).
+    thread count (0 = FFmpeg's default).  ``timeout`` limits the whole call
+    (opening and every decoding pass) to that many seconds (``None``: no
+    limit); ``max_pixels`` is the largest frame area accepted (``None``: no
+    limit).  See the module docstring ("Hostile files").
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (naming
     the file) for directories, empty/corrupt/truncated files, files without a
-    video stream or decodable frames, and invalid arguments.
+    video stream or decodable frames, frames larger than ``max_pixels``, and
+    invalid arguments; :class:`DecodeTimeoutError` (a ``ValueError``) when the
+    time limit is exceeded.
     """
     num_frames = _int_at_least(num_frames, "num_frames")
     stride = _int_at_least(stride, "stride")
@@ -284,10 +483,15 @@ def read_video(
     hw = _normalise_size(size)
     if sampling not in _SAMPLINGS:
         raise ValueError(f"sampling must be one of {_SAMPLINGS}, got {sampling!r}")
+    deadline = _Deadline(_normalise_timeout(timeout))
+    max_pixels = _normalise_max_pixels(max_pixels)
+    limits = dict(max_pixels=max_pixels, deadline=deadline)
 
     if sampling == "stride":
         plan = [offset + i * stride for i in range(num_frames)]
-        got, _, count, last = _collect(path, threads, hw, lambda _: plan, stop_early=True)
+        got, _, count, last = _collect(
+            path, threads, hw, lambda _: plan, stop_early=True, **limits
+        )
         missing = [i for i in plan if i not in got]
         if missing:
             if count == 0:
@@ -313,7 +517,7 @@ def read_video(
     def plan_for(n: int) -> list[int]:
         return _uniform_indices(n, num_frames) if n > 0 else []
 
-    got, meta, count, _ = _collect(path, threads, hw, plan_for, stop_early=False)
+    got, meta, count, _ = _collect(path, threads, hw, plan_for, stop_early=False, **limits)
     if count == 0:
         raise ValueError(f"{str(path)!r} contains no decodable video frames")
     if count != meta:
@@ -326,7 +530,7 @@ def read_video(
         else:
             logger.debug("%s: frame count unknown, counted %d frames", path, count)
         got, _, recount, _ = _collect(
-            path, threads, hw, lambda _: plan_for(count), stop_early=True
+            path, threads, hw, lambda _: plan_for(count), stop_early=True, **limits
         )
         if len(got) < len(set(plan_for(count))):
             raise ValueError(
@@ -344,6 +548,8 @@ def iter_frames(
     offset: int = 0,
     max_frames: int | None = None,
     threads: int = 0,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Iterator[torch.Tensor]:
     """Lazily yield frames ``offset, offset + stride, ...`` as ``[3, H, W]`` float32.
 
@@ -353,7 +559,11 @@ def iter_frames(
     is called; errors found while opening or decoding are raised during
     iteration, with the same types and messages as :func:`read_video`.  A
     video with no decodable frames raises ``ValueError``; an ``offset`` past
-    the end simply yields nothing.
+    the end simply yields nothing.  ``timeout`` limits the wait for each
+    yielded frame (the first one includes opening the file; skipped frames
+    count towards the next yielded one; the caller's time between frames does
+    not), so a stream may run for days; ``None``: no limit.  ``max_pixels`` as
+    in :func:`read_video`.
     """
     stride = _int_at_least(stride, "stride")
     offset = _int_at_least(offset, "offset", minimum=0)
@@ -361,8 +571,10 @@ def iter_frames(
     if max_frames is not None:
         max_frames = _int_at_least(max_frames, "max_frames")
     hw = _normalise_size(size)
+    limit = _normalise_timeout(timeout)
+    max_pixels = _normalise_max_pixels(max_pixels)
     _check_path(path)
-    return _iter_frames(path, hw, stride, offset, max_frames, threads)
+    return _iter_frames(path, hw, stride, offset, max_frames, threads, limit, max_pixels)
 
 
 def _iter_frames(
@@ -372,15 +584,23 @@ def _iter_frames(
     offset: int,
     max_frames: int | None,
     threads: int,
+    limit: float | None,
+    max_pixels: int | None,
 ) -> Iterator[torch.Tensor]:
     emitted = 0
     decoded = 0
-    with _open_video(path, threads) as (p, container, stream):
-        for index, frame in _decode(p, container, stream):
+    deadline = _Deadline(limit)  # per yielded frame
+    limits = dict(max_pixels=max_pixels, deadline=deadline)
+    with _open_video(path, threads, **limits) as (p, container, stream):
+        for index, frame in _decode(p, container, stream, **limits):
             decoded = index + 1
+            if size is None:  # the first frame fixes the output size
+                size = (frame.height, frame.width)
             if index < offset or (index - offset) % stride:
                 continue
-            yield _frame_to_tensor(frame, size)
+            tensor = _convert(p, index, frame, size)
+            yield tensor
+            deadline.reset()
             emitted += 1
             if max_frames is not None and emitted >= max_frames:
                 return
@@ -389,8 +609,12 @@ def _iter_frames(
 
 
 def video_info(path: PathLike) -> VideoInfo:
-    """Return :class:`VideoInfo` for the first video stream of ``path`` (no decoding)."""
-    with _open_video(path) as (_, container, stream):
+    """Return :class:`VideoInfo` for the first video stream of ``path`` (no decoding).
+
+    Opening is bounded by :data:`DEFAULT_TIMEOUT`; no ``max_pixels`` check (the
+    declared size is reported).
+    """
+    with _open_video(path, deadline=_Deadline(DEFAULT_TIMEOUT)) as (_, container, stream):
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if stream.duration is not None and stream.time_base is not None:
             duration: float | None = float(stream.duration * stream.time_base)

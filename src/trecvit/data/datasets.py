@@ -13,6 +13,8 @@ Robustness: files that do not exist are dropped when the dataset is built
 (one warning says how many); a file that exists but cannot be decoded yields a
 sample with ``video=None`` and an ``error`` message, which
 :func:`collate_videos` drops from the batch and reports under ``failed``.
+Decoding one item is bounded in time (``decode_timeout``) and in frame size
+(``max_pixels``); see "Hostile files" in :mod:`trecvit.io`.
 
 Reproducibility: every random choice for item ``i`` (temporal offset, crop,
 flip, RandAugment) comes from generators seeded by ``(seed, epoch, i)``, so a
@@ -34,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import torch
 from av.video.reformatter import Interpolation
@@ -41,7 +44,15 @@ from torch.utils.data import Dataset, default_collate
 
 from trecvit.data.sampling import _positive_int, eval_clip_indices, parse_views, train_clip_indices
 from trecvit.data.transforms import EvalTransform, TrainTransform, _cover_size, _hw
-from trecvit.io import _decode, _open_video
+from trecvit.io import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_TIMEOUT,
+    _Deadline,
+    _decode,
+    _normalise_max_pixels,
+    _normalise_timeout,
+    _open_video,
+)
 
 __all__ = [
     "DATASET_FORMATS",
@@ -77,13 +88,27 @@ class _DecodeFailure(Exception):
 # --------------------------------------------------------------------------- #
 # decoding
 # --------------------------------------------------------------------------- #
-def _count_packets(container: Any, stream: Any) -> int:
-    """Number of non-empty packets of ``stream`` (demuxing only, no decoding)."""
+def _count_packets(container: Any, stream: Any, *, deadline: _Deadline | None = None) -> int:
+    """Number of non-empty packets of ``stream`` (demuxing only, no decoding).
+
+    Demuxing errors raise ``ValueError``; ``deadline`` is checked before each packet.
+    """
+    path = container.name
+    deadline = deadline or _Deadline(None)
     count = 0
-    for packet in container.demux(stream):
+    packets = container.demux(stream)
+    while True:
+        deadline.check(path, f"counting packets, {count} so far")
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return count
+        except av.error.FFmpegError as exc:
+            if deadline.expired():
+                raise deadline.error(path, f"counting packets, {count} so far") from exc
+            raise ValueError(f"demuxing {str(path)!r} failed after {count} packets: {exc}") from exc
         if packet.size:
             count += 1
-    return count
 
 
 def _frame_to_uint8(frame: Any, size: tuple[int, int]) -> torch.Tensor:
@@ -107,26 +132,35 @@ def _decode_wanted(
     wanted: set[int],
     got: dict[int, torch.Tensor],
     size_for: Callable[[int, int], tuple[int, int] | None],
+    max_pixels: int | None,
+    deadline: _Deadline,
 ) -> int:
     """Decode up to ``max(wanted)``, storing the wanted frames (``[3, h, w]`` uint8) in ``got``.
 
     ``(h, w)`` is ``size_for(height, width)`` of the first wanted frame (``None``:
     its native size); later frames of another size are scaled to it.  Returns
     the number of frames decoded (the video's length if it ended first).
+    ``max_pixels`` and ``deadline`` as in :func:`trecvit.io._decode`.
     """
     if not wanted:
         return 0
     last_needed = max(wanted)
     target: tuple[int, int] | None = None
     count = 0
-    frames = _decode(path, container, stream)
+    frames = _decode(path, container, stream, max_pixels, deadline)  # positional: tests wrap _decode
     try:
         for index, frame in frames:
             count = index + 1
             if index in wanted:
                 if target is None:
                     target = size_for(frame.height, frame.width) or (frame.height, frame.width)
-                got[index] = _frame_to_uint8(frame, target)  # (3, h, w)
+                try:
+                    got[index] = _frame_to_uint8(frame, target)  # (3, h, w)
+                except (av.error.FFmpegError, ValueError, NotImplementedError, TypeError) as exc:
+                    raise ValueError(
+                        f"{str(path)!r}: cannot convert frame {index} ({frame.width}x{frame.height} "
+                        f"{frame.format.name}) to RGB: {exc}"
+                    ) from exc
             if index >= last_needed:
                 break
     finally:
@@ -139,6 +173,8 @@ def _read_frames(
     plan: Callable[[int], list[int]],
     size_for: Callable[[int, int], tuple[int, int] | None],
     threads: int,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> torch.Tensor:
     """Decode the frames ``plan(n)`` of the video at ``path`` (``n`` = its frame count).
 
@@ -151,6 +187,8 @@ def _read_frames(
 
     Returns ``[len(plan(n)), 3, h, w]`` uint8 RGB with ``(h, w) =
     size_for(height, width)`` of the first converted frame (``None``: native).
+    ``timeout`` (seconds, ``None``: none) bounds all the passes together;
+    frames over ``max_pixels`` are refused (see :mod:`trecvit.io`).
     """
     got: dict[int, torch.Tensor] = {}
     indices: list[int] = []
@@ -163,19 +201,21 @@ def _read_frames(
             fixed.append(size_for(height, width) or (height, width))
         return fixed[0]
 
-    with _open_video(path, threads) as (p, container, stream):
+    deadline = _Deadline(timeout)
+    limits = dict(max_pixels=max_pixels, deadline=deadline)
+    with _open_video(path, threads, **limits) as (p, container, stream):
         n = max(int(stream.frames or 0), 0)
         if n > 0:
             indices = plan(n)
-            count = _decode_wanted(p, container, stream, set(indices), got, size_once)
+            count = _decode_wanted(p, container, stream, set(indices), got, size_once, **limits)
         else:
-            n = _count_packets(container, stream)
+            n = _count_packets(container, stream, deadline=deadline)
             if n == 0:
                 raise ValueError(f"{path!r} contains no video packets (zero frames)")
     if not indices:  # the frame count came from counting packets: decode in a fresh container
-        with _open_video(path, threads) as (p, container, stream):
+        with _open_video(path, threads, **limits) as (p, container, stream):
             indices = plan(n)
-            count = _decode_wanted(p, container, stream, set(indices), got, size_once)
+            count = _decode_wanted(p, container, stream, set(indices), got, size_once, **limits)
     if set(indices) - got.keys():  # the video ended before the last planned frame
         if count == 0:
             raise ValueError(f"{path!r} contains no decodable video frames")
@@ -183,8 +223,8 @@ def _read_frames(
         indices = plan(count)
         missing = set(indices) - got.keys()
         if missing:
-            with _open_video(path, threads) as (p, container, stream):
-                _decode_wanted(p, container, stream, missing, got, size_once)
+            with _open_video(path, threads, **limits) as (p, container, stream):
+                _decode_wanted(p, container, stream, missing, got, size_once, **limits)
             if set(indices) - got.keys():
                 raise ValueError(
                     f"{path!r}: decoded {count} frames in one pass but fewer in the next; "
@@ -219,6 +259,11 @@ class VideoClipDataset(Dataset):
         decode_threads: FFmpeg decoder threads per sample, capped at the number
             of CPU cores (keep it small: each ``DataLoader`` worker decodes on
             its own, so about ``num_workers * decode_threads`` threads run).
+        decode_timeout: seconds allowed to decode one item (all its passes
+            together; ``None``: no limit); a file that takes longer becomes a
+            failed sample (:class:`trecvit.io.DecodeTimeoutError` message).
+        max_pixels: largest frame area (``width * height``) decoded; a file
+            with larger frames becomes a failed sample (``None``: no limit).
         seed: base seed ``>= 0``; randomness of item ``i`` depends only on
             ``(seed, epoch, i)``.
         source: what the items came from (a CSV path, a folder), used in messages.
@@ -264,6 +309,8 @@ class VideoClipDataset(Dataset):
         randaug_ops: int = 0,
         randaug_magnitude: float = 9,
         decode_threads: int = 1,
+        decode_timeout: float | None = DEFAULT_TIMEOUT,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
         seed: int = 0,
         source: str = "",
     ) -> None:
@@ -284,6 +331,8 @@ class VideoClipDataset(Dataset):
         self.min_scale = float(min_scale)
         # at most one decoder thread per core: more only adds contention
         self.decode_threads = min(_positive_int(decode_threads, "decode_threads"), os.cpu_count() or 1)
+        self.decode_timeout = _normalise_timeout(decode_timeout, "decode_timeout")
+        self.max_pixels = _normalise_max_pixels(max_pixels)
         self.seed = _positive_int(seed, "seed", minimum=0)
         self.source = str(source)
         self.epoch = 0
@@ -355,6 +404,11 @@ class VideoClipDataset(Dataset):
         """Select the epoch whose random draws ``__getitem__`` uses (``epoch >= 0``)."""
         self.epoch = _positive_int(epoch, "epoch", minimum=0)
 
+    def item_source(self, index: int) -> str:
+        """The video file of item ``index`` (named by :class:`~trecvit.data.VideoLoader` when a
+        worker dies while loading it)."""
+        return self.items[index][0]
+
     def generator(self, index: int, stream: int = 0) -> torch.Generator:
         """A ``torch.Generator`` seeded from ``(seed, epoch, index, stream)``.
 
@@ -397,7 +451,9 @@ class VideoClipDataset(Dataset):
 
     def _read(self, path: str, plan: Callable[[int], list[int]], size_for: Callable) -> torch.Tensor:
         try:
-            return _read_frames(path, plan, size_for, self.decode_threads)
+            return _read_frames(
+                path, plan, size_for, self.decode_threads, self.decode_timeout, self.max_pixels
+            )
         except Exception as exc:  # any decoder failure becomes a failed sample
             message = str(exc) or type(exc).__name__
             if path not in message:

@@ -86,10 +86,12 @@ def _randint(generator: torch.Generator | None, high: int) -> int:
 
 
 def _resize(video: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (antialiased) resize of ``[T, C, H, W]`` to ``hw``; no copy if already that size."""
+    """Bilinear (antialiased) resize of ``[T, C, H, W]`` to ``hw``; no copy if already that size.
+
+    The antialiasing filter can overshoot [0, 1] by rounding; the result is clamped back."""
     if tuple(video.shape[-2:]) == hw:
         return video
-    return F.interpolate(video, size=hw, mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(video, size=hw, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
 
 
 def _crop(video: torch.Tensor, top: int, left: int, h: int, w: int) -> torch.Tensor:

@@ -22,9 +22,10 @@ import yaml
 DATA_FORMATS = ("synthetic", "folder", "csv", "kinetics", "ssv2")
 ARCHS = ("trecvit", "frame_average")
 
-# Fields that may change when a run is resumed: they do not change what is computed.
-RUNTIME_FIELDS = frozenset({"num_workers", "decode_threads", "progress", "log_every", "tensorboard",
-                            "device", "keep_last", "save_every"})
+# Fields that may change when a run is resumed: they do not change what is computed (a run folder
+# may also be moved).
+RUNTIME_FIELDS = frozenset({"out_dir", "num_workers", "decode_threads", "decode_timeout", "progress",
+                            "log_every", "tensorboard", "device", "keep_last", "save_every"})
 
 
 @dataclass
@@ -64,6 +65,8 @@ class TrainConfig:
         label_smoothing: on the one-hot targets.
         num_workers: DataLoader processes; decode_threads: FFmpeg threads per
             decoder (keep ``num_workers * decode_threads`` near the core count).
+            decode_timeout: seconds allowed to decode one video (``none``: no
+            limit); a video that takes longer is skipped as a failed sample.
         synthetic_train_size / synthetic_val_size: clips of the synthetic
             dataset (training seed ``seed``, held-out seed ``seed + 1000``).
 
@@ -138,6 +141,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     num_workers: int = 0
     decode_threads: int = 1
+    decode_timeout: float | None = 60.0
     synthetic_train_size: int = 4800
     synthetic_val_size: int = 600
     # model
@@ -204,6 +208,8 @@ class TrainConfig:
                      "ema_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.decode_timeout is not None and not 0 < self.decode_timeout < float("inf"):
+            raise ValueError(f"TrainConfig.decode_timeout must be > 0 or None, got {self.decode_timeout}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"TrainConfig.max_steps must be >= 1 or None, got {self.max_steps}")
         if not 0 < self.min_scale <= 1:
