@@ -291,7 +291,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         plot_rows(rows, args.plot, title=title, stream=args.stream)
         print(f"plot: {args.plot}")
     if args.json:
-        from trecvit.pretrained import atomic_write
+        from trecvit.integrity import atomic_write
 
         payload = {"variant": args.variant, "size": args.size, "batch": args.batch,
                    "stream": args.stream, "device": str(device), "rows": [asdict(r) for r in rows],

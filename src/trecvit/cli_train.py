@@ -16,7 +16,9 @@ logger = logging.getLogger(__name__)
 # train
 # ----------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
+    from trecvit.data.workers import WorkerFailedError
     from trecvit.training import NonFiniteLossError, Trainer
+    from trecvit.training.checkpoint import latest_checkpoint
     from trecvit.training.config import TrainConfig, config_from_args
 
     base = None
@@ -31,10 +33,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, base)
     try:
         result = Trainer(cfg, resume=args.resume).fit()
-    except (NonFiniteLossError, OSError) as err:  # e.g. a full disk while writing a checkpoint
+    # a full disk while writing a checkpoint, a data-loader worker killed while decoding a video, ...
+    except (NonFiniteLossError, WorkerFailedError, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise
         print(f"error: {err}", file=sys.stderr)
+        last = latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
+        if last is not None:
+            print(f"the checkpoints are intact (newest: {last}); continue with `trecvit train --resume "
+                  f"--out-dir {cfg.out_dir}`", file=sys.stderr)
         return 1
     if result.final_eval is not None:
         ev = result.final_eval

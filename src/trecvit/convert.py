@@ -229,6 +229,9 @@ def _as_float_array(arr: np.ndarray, key: str, path: Path) -> np.ndarray:
         return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16).float().numpy()
     if arr.dtype.kind != "f":
         raise ValueError(f"{path}: array {key!r} has dtype {arr.dtype}; weights must be floating point")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{path}: array {key!r} holds {int((~np.isfinite(arr)).sum())} NaN or infinite "
+                         "value(s)")
     return arr
 
 
@@ -248,12 +251,32 @@ def open_npz(path: Path, what: str = "checkpoint") -> np.lib.npyio.NpzFile:
     return archive
 
 
+def read_npz_arrays(path: Path, what: str = "checkpoint") -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` as stored, without unpickling anything; any damage is a
+    ``ValueError`` naming ``path`` and the array."""
+    arrays = {}
+    with open_npz(path, what) as archive:
+        for key in archive.files:
+            try:
+                arrays[key] = archive[key]
+            except ValueError as err:
+                if "allow_pickle" in str(err):
+                    raise ValueError(f"{path}: array {key!r} holds pickled Python objects; refusing to "
+                                     "unpickle it (it could run code)") from err
+                raise ValueError(f"{path}: array {key!r} is corrupt: {err}") from err
+            except Exception as err:  # noqa: BLE001 - a damaged header fails in many ways inside numpy
+                raise ValueError(f"{path}: array {key!r} is corrupt or truncated: "
+                                 f"{type(err).__name__}: {err}") from err
+    return arrays
+
+
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` without unpickling anything.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a
     file that is not an ``.npz`` of plain float arrays (a pickle, a corrupt or
-    truncated archive, object or integer arrays), naming the file and the key.
+    truncated archive, object or integer arrays, NaN or infinite values),
+    naming the file and the key.
     """
     path = Path(path)
     if not path.exists():
@@ -261,19 +284,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     if path.is_dir():
         raise ValueError(f"checkpoint {path} is a directory, expected an official .npz file "
                          "(a directory from `trecvit convert` loads with TRecViT.from_pretrained)")
-    archive = open_npz(path, what="checkpoint")
-    arrays = {}
-    with archive:
-        for key in archive.files:
-            try:
-                arr = archive[key]
-            except ValueError as err:
-                raise ValueError(f"{path}: array {key!r} holds pickled Python objects; refusing to "
-                                 f"unpickle it (it could run code)") from err
-            except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-                raise ValueError(f"{path}: array {key!r} is corrupt or truncated: {err}") from err
-            arrays[key] = _as_float_array(arr, key, path)
-    return arrays
+    return {key: _as_float_array(arr, key, path) for key, arr in read_npz_arrays(path).items()}
 
 
 # The array each inferable field is read from, for error messages.

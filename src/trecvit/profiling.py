@@ -511,7 +511,7 @@ def plot_rows(rows: list[ProfileRow], path: str, *, title: str, stream: bool) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from trecvit.pretrained import atomic_write
+    from trecvit.integrity import atomic_write
 
     frames = [r.frames for r in rows]
     series = [("latency (s)" + (" per frame" if stream else ""), [r.latency_s for r in rows]),

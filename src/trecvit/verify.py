@@ -12,13 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from trecvit.assets import example_video, reference_fixtures
 from trecvit.config import TRecViTConfig
-from trecvit.convert import infer_config, model_from_official_params
+from trecvit.convert import infer_config, model_from_official_params, read_npz_arrays
 from trecvit.io import read_video
 from trecvit.model import TRecViT
 
@@ -45,8 +46,7 @@ def max_abs_error(value: torch.Tensor, reference: torch.Tensor) -> float:
 
 def reference_model(path) -> tuple[TRecViT, dict[str, np.ndarray]]:
     """The model of a reference fixture (``params/...``, ``config/...``, ``video``, ``out/...``)."""
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+    arrays = read_npz_arrays(Path(path), what="reference fixture")
     params = {k[len("params/"):]: v for k, v in arrays.items() if k.startswith("params/")}
     config = infer_config({k: v.shape for k, v in params.items()},
                           frames_per_clip=int(arrays["config/frames_per_clip"]),

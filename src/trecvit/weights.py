@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +39,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
 from trecvit.config import TRecViTConfig
-from trecvit.convert import _as_float_array, convert_official_params, infer_config, open_npz
-from trecvit.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_config
+from trecvit.convert import (_as_float_array, convert_official_params, infer_config, open_npz,
+                             read_npz_arrays)
+from trecvit.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_config, read_safetensors
 from trecvit.validation import check_names_and_shapes
 
 logger = logging.getLogger(__name__)
@@ -133,30 +132,13 @@ def _npz_keys(path: Path) -> list[str]:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` as stored (dtype unchanged; bfloat16 arrays stay ``V2``)."""
-    arrays = {}
-    with _open_npz(path) as archive:
-        for key in archive.files:
-            try:
-                arrays[key] = archive[key]
-            except ValueError as err:
-                raise ValueError(f"{path}: array {key!r} holds pickled Python objects; refusing to "
-                                 "unpickle it (it could run code)") from err
-            except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-                raise ValueError(f"{path}: array {key!r} is corrupt or truncated: {err}") from err
-    return arrays
+    return read_npz_arrays(path, what="weights file")
 
 
 def _safetensors_keys(path: Path) -> list[str]:
     try:
         with safe_open(str(path), framework="pt") as f:
             return list(f.keys())
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
 
@@ -579,7 +561,7 @@ def _open_vit(path: Path, fmt: str) -> _Source:
     if fmt == "big_vision_npz":
         return _Source(path, dict(_read_npz(path)))
     weights = _weights_file(path)
-    return _Source(weights, dict(_read_safetensors(weights)))
+    return _Source(weights, dict(read_safetensors(weights)))
 
 
 def _patch_embedding(src: _Source, layout: _ViTLayout, cfg: TRecViTConfig, resize_patch: bool,
@@ -788,7 +770,7 @@ def _read_trecvit(path: Path, fmt: str, cfg: TRecViTConfig, report: LoadReport
         return convert_official_params(params, src_cfg, source=str(path)), src_cfg
     weights = _weights_file(path)
     src_cfg = read_config(path / CONFIG_NAME)[0] if fmt == "trecvit_dir" else None
-    state = _read_safetensors(weights)
+    state = read_safetensors(weights)
     for key, tensor in state.items():
         if not tensor.is_floating_point():
             raise ValueError(f"{weights}: tensor {key!r} has dtype {tensor.dtype}; weights must be "

@@ -20,9 +20,10 @@ Pipeline, for item ``i`` of a :class:`VideoClipDataset`:
    clip: :class:`TrainTransform` (random resized crop, horizontal flip,
    colour RandAugment) or :class:`EvalTransform` (short-side resize, 1 or 3
    crops).  Batch-level :func:`mixup_cutmix` runs in the training loop.
-5. **Batching**: ``DataLoader(..., collate_fn=collate_videos,
-   worker_init_fn=worker_init_fn)``; failed samples are dropped and listed in
-   ``batch["failed"]``.
+5. **Batching**: ``VideoLoader(..., collate_fn=collate_videos,
+   worker_init_fn=worker_init_fn)`` (a ``DataLoader`` that names the video a
+   worker was decoding if the worker dies or stalls); failed samples are
+   dropped and listed in ``batch["failed"]``.
 
 Output layout: training samples are ``[T, 3, H, W]``, evaluation samples
 ``[V, T, 3, H, W]`` (``V = C * S`` views); batches add a leading ``B``.
@@ -58,6 +59,7 @@ from trecvit.data.transforms import (
     spatial_crops,
     to_float_video,
 )
+from trecvit.data.workers import VideoLoader, WorkerFailedError
 
 __all__ = [
     "DATASET_FORMATS",
@@ -66,6 +68,8 @@ __all__ = [
     "EvalTransform",
     "TrainTransform",
     "VideoClipDataset",
+    "VideoLoader",
+    "WorkerFailedError",
     "build_dataset",
     "center_crop",
     "clip_span",

@@ -4,12 +4,15 @@ A checkpoint ``checkpoints/step_00001234.pt`` holds the model, optimiser, EMA
 and loop counters. It is written to a temporary file in the same folder, flushed
 to disk and renamed, so a run killed at any moment leaves either the previous
 checkpoints or a complete new one, never a partial file under a checkpoint name.
-Loading uses ``torch.load(weights_only=True)``: tensors, numbers, strings and
-containers only; a file that would need to run code is refused.
+Every tensor's CRC-32, and one of all the other values, is stored with it and
+checked on loading (``torch.load`` itself does not notice damaged bytes). Loading
+uses ``torch.load(weights_only=True)``: tensors, numbers, strings and containers
+only; a file that would need to run code is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -18,7 +21,7 @@ from typing import Any
 
 import torch
 
-from trecvit.pretrained import atomic_write
+from trecvit.integrity import atomic_write, tensor_checksums, verify_checksums
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ def save_checkpoint(directory: str | Path, step: int, payload: dict[str, Any], k
     directory.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(directory, step)
     payload = {"format_version": FORMAT_VERSION, "step": step, **payload}
+    payload["checksums"] = tensor_checksums(payload, structure=True)
     try:
         atomic_write(path, lambda tmp: _save_synced(payload, tmp))
     except OSError as err:
@@ -88,9 +92,41 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     for key in ("model", "optimizer", "step", "config"):
         if key not in payload:
             raise ValueError(f"{path}: checkpoint lacks {key!r}")
+    checksums = payload.pop("checksums", {})  # absent in checkpoints of trecvit 0.x before checksums
+    if not isinstance(checksums, dict):
+        raise ValueError(f"{path}: checkpoint's 'checksums' entry is not a table of checksums")
+    verify_checksums(payload, checksums, source=path)
     return payload
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
     found = list_checkpoints(directory)
     return found[-1][1] if found else None
+
+
+def load_latest_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu",
+                           move_aside: bool = True) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``directory`` that reads back intact, as ``(path, payload)``.
+
+    A newer file that fails to load (damaged on disk after it was written) is
+    renamed to ``step_....pt.corrupt`` (kept for inspection, no longer listed)
+    with a warning (``move_aside=False``: left in place, e.g. on all but one
+    process of a distributed run), and the next older one is tried. ``None`` if there are no
+    checkpoints; ``ValueError`` if there are some but none is readable.
+    """
+    found = list_checkpoints(directory)
+    errors = []
+    for _, path in reversed(found):
+        try:
+            return path, load_checkpoint(path, map_location)
+        except ValueError as err:
+            errors.append(str(err))
+            if not move_aside:
+                continue
+            aside = path.with_name(path.name + ".corrupt")
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, aside)
+            logger.warning("%s; moved it aside to %s and trying the previous checkpoint", err, aside)
+    if errors:
+        raise ValueError(f"no readable checkpoint in {directory}: " + " | ".join(errors))
+    return None

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from trecvit.data.datasets import build_dataset, collate_videos, worker_init_fn
+from trecvit.data.workers import VideoLoader, describe_item
 from trecvit.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class _EpochItems(Dataset):
         epoch, index = key
         self.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
         return self.dataset[index]
+
+    def item_source(self, key: tuple[int, int]) -> str:
+        return describe_item(self.dataset, key[1])
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def build_datasets(cfg: TrainConfig, log: bool = True) -> tuple[Dataset, Dataset
         return train, val, list(train.classes)
 
     common = dict(num_frames=cfg.num_frames, stride=cfg.stride, image_size=cfg.image_size,
-                  decode_threads=cfg.decode_threads, seed=cfg.seed)
+                  decode_threads=cfg.decode_threads, decode_timeout=cfg.decode_timeout, seed=cfg.seed)
     labels = cfg.labels
     classes = None
     if cfg.data == "csv" and labels:
@@ -155,12 +159,25 @@ def read_class_names(path: str) -> list[str]:
     return names
 
 
+def loader_timeout(dataset: Dataset, clips: int, num_workers: int) -> float:
+    """Seconds a ``DataLoader`` waits for one batch of ``clips`` before it reports stalled workers:
+    every clip may take the dataset's ``decode_timeout``, plus a minute (0: no limit)."""
+    decode_timeout = getattr(dataset, "decode_timeout", None)
+    if not num_workers or decode_timeout is None:
+        return 0
+    return clips * decode_timeout + 60.0
+
+
 def train_loader(dataset: Dataset, plan: StepPlan, start_step: int, end_step: int, rank: int,
                  num_workers: int, pin_memory: bool = False) -> DataLoader:
-    """Micro-batches of steps ``[start_step, end_step)`` for process ``rank``."""
-    return DataLoader(_EpochItems(dataset), batch_sampler=_PlanSampler(plan, start_step, end_step, rank),
-                      num_workers=num_workers, collate_fn=collate_videos,
-                      worker_init_fn=worker_init_fn if num_workers else None, pin_memory=pin_memory)
+    """Micro-batches of steps ``[start_step, end_step)`` for process ``rank``.
+
+    With workers, a worker that dies or stalls (see :func:`loader_timeout`) raises
+    :class:`~trecvit.data.WorkerFailedError` naming the video it was decoding."""
+    return VideoLoader(_EpochItems(dataset), batch_sampler=_PlanSampler(plan, start_step, end_step, rank),
+                       num_workers=num_workers, collate_fn=collate_videos,
+                       worker_init_fn=worker_init_fn if num_workers else None, pin_memory=pin_memory,
+                       timeout=loader_timeout(dataset, plan.micro_batch, num_workers))
 
 
 def eval_loader(dataset: Dataset, batch_size: int, rank: int, world_size: int, num_workers: int
@@ -168,5 +185,6 @@ def eval_loader(dataset: Dataset, batch_size: int, rank: int, world_size: int, n
     """This process's share (every ``world_size``-th video) of an evaluation set, in order."""
     indices = list(range(rank, len(dataset), world_size))  # type: ignore[arg-type]
     batches = [[(0, i) for i in indices[j:j + batch_size]] for j in range(0, len(indices), batch_size)]
-    return DataLoader(_EpochItems(dataset), batch_sampler=batches, num_workers=num_workers,
-                      collate_fn=collate_videos, worker_init_fn=worker_init_fn if num_workers else None)
+    return VideoLoader(_EpochItems(dataset), batch_sampler=batches, num_workers=num_workers,
+                       collate_fn=collate_videos, worker_init_fn=worker_init_fn if num_workers else None,
+                       timeout=loader_timeout(dataset, batch_size, num_workers))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from trecvit.pretrained import atomic_write
+from trecvit.integrity import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,18 @@ class MetricsLog:
                 csv.writer(fh).writerow(CSV_FIELDS)
 
     def truncate_after(self, step: int) -> None:
+        """Keep the rows up to ``step``, dropping any row cut short by a crash mid-write."""
         rows = self.read(self.path)
-        kept = [r for r in rows if int(r["step"]) <= step]
+
+        def keep(row: dict[str, str]) -> bool:
+            if any(row.get(k) is None for k in CSV_FIELDS) or None in row:
+                return False  # too few or too many fields: a torn line
+            try:
+                return int(row["step"]) <= step
+            except ValueError:
+                return False
+
+        kept = [r for r in rows if keep(r)]
         if len(kept) == len(rows):
             return
 

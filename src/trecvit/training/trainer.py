@@ -22,8 +22,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trecvit.config import TRecViTConfig
+from trecvit.integrity import atomic_write
 from trecvit.training import distributed
-from trecvit.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trecvit.training.checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from trecvit.training.config import TrainConfig
 from trecvit.training.data import StepPlan, build_datasets, eval_loader, train_loader
 from trecvit.training.metrics import (EvalResult, MetricsLog, per_class_table, plot_curves,
@@ -165,23 +166,23 @@ class Trainer:
         self._model = model
 
     # ----------------------------------------------------------------- set-up
-    def _check_out_dir(self, info: distributed.DistInfo) -> tuple[Path, Path | None]:
+    def _check_out_dir(self, info: distributed.DistInfo) -> Path:
         out = Path(self.cfg.out_dir)
         ckpt_dir = out / "checkpoints"
-        found = latest_checkpoint(ckpt_dir)
-        if found is not None and not self.resume:
+        if latest_checkpoint(ckpt_dir) is not None and not self.resume:
             raise ValueError(f"{out} already holds a training run (checkpoints in {ckpt_dir}); pass "
                              "--resume to continue it, or choose another --out-dir")
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out-dir {out} exists and is not a directory")
-        return out, found
+        return out
 
     def _write_config(self, out: Path, info: distributed.DistInfo) -> None:
         """Create the run folder with its ``config.yaml`` (once the data and model are built, so a
         bad option leaves nothing behind)."""
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(self.cfg.to_yaml(), encoding="utf-8")
+            text = self.cfg.to_yaml()
+            atomic_write(out / "config.yaml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
         distributed.barrier(info)
 
     def fit(self) -> TrainResult:
@@ -195,7 +196,7 @@ class Trainer:
 
     def _fit(self, cfg: TrainConfig, info: distributed.DistInfo, device: torch.device) -> TrainResult:
         t_start = time.perf_counter()
-        out, resume_from = self._check_out_dir(info)
+        out = self._check_out_dir(info)
         train_set, val_set, classes = build_datasets(cfg, log=info.is_main)
         plan = StepPlan(len(train_set), cfg.batch_size, info.world_size, cfg.grad_accum, cfg.seed)
         total_steps = cfg.max_steps or cfg.epochs * plan.steps_per_epoch
@@ -212,17 +213,24 @@ class Trainer:
         step, skipped = 0, 0
         metrics = MetricsLog(out, tensorboard=cfg.tensorboard and info.is_main) if info.is_main else None
 
-        if resume_from is not None:
-            payload = load_checkpoint(resume_from, map_location=device)
+        loaded = None
+        if self.resume:  # the newest checkpoint that reads back intact
+            loaded = load_latest_checkpoint(out / "checkpoints", device, move_aside=info.is_main)
+        if loaded is not None:
+            resume_from, payload = loaded
             saved = TrainConfig.from_dict(payload["config"], source=str(resume_from))
             changed = saved.semantic_differences(cfg)
             if changed:
                 raise ValueError(f"cannot resume {out}: the configuration differs from the "
                                  f"checkpoint's in {'; '.join(changed)}")
-            model.load_state_dict(payload["model"])
-            optimizer.load_state_dict(payload["optimizer"])
-            if ema is not None:
-                ema.load_state_dict(payload["ema"])
+            try:
+                model.load_state_dict(payload["model"])
+                optimizer.load_state_dict(payload["optimizer"])
+                if ema is not None:
+                    ema.load_state_dict(payload["ema"])
+            except (RuntimeError, ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{resume_from} does not fit the model and optimiser of this run: "
+                                 f"{err}") from err
             step, skipped = int(payload["step"]), int(payload.get("skipped_steps", 0))
             if metrics is not None:
                 metrics.truncate_after(step)
