@@ -69,9 +69,9 @@ class FrameAverageViT(nn.Module):
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """``video [b, t, 3, H, W]`` -> ``encoded [b, t, n, d]``, every frame on its own."""
         check_frames(video, name="video", layout="BT3HW", patch_size=self.config.patch_size)
-        check_finite(video, name="video")
-        b, t = video.shape[:2]
         dtype = self.tokenizer.patch_embed.weight.dtype
+        check_finite(video, name="video", dtype=dtype)
+        b, t = video.shape[:2]
         x = self.tokenizer(video.to(dtype).reshape(b * t, *video.shape[2:]))  # (b t, n, d)
         for layer in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():

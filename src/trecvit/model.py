@@ -28,7 +28,7 @@ from trecvit.init import init_weights_official
 from trecvit.layers import SpatialBlock, TemporalBlock
 from trecvit.state import TRecViTState
 from trecvit.tokenizer import Tokenizer
-from trecvit.validation import check_finite, check_frames
+from trecvit.validation import check_finite, check_frames, check_state_values, int_at_least
 
 
 @dataclass
@@ -50,7 +50,8 @@ class TRecViTOutput:
 
 @dataclass
 class TRecViTStepOutput:
-    """Output of :meth:`TRecViT.step` for one frame of ``b`` streams.
+    """Output of :meth:`TRecViT.step` for one frame of ``b`` streams (of
+    :meth:`TRecViT.step_chunk`: the same fields with a frame axis after ``b``).
 
     Attributes:
         encoded: ``[b, n, d]``, this frame's encoder output after the final norm.
@@ -139,8 +140,15 @@ class TRecViT(nn.Module):
                 f"(num_clips = max(T // frames_per_clip, 1) with frames_per_clip = "
                 f"{self.config.frames_per_clip}); use a multiple of {num_clips} frames")
         self._check_grid(video.shape[-2:], "video")
-        check_finite(video, name="video")
+        self._check_device(video, "video")
+        check_finite(video, name="video", dtype=self._param_dtype())
         return num_clips
+
+    def _check_device(self, x: torch.Tensor, name: str) -> None:
+        device = self.tokenizer.patch_embed.weight.device
+        if x.device != device:
+            raise ValueError(f"{name} is on {x.device} but the model is on {device}; move it with "
+                             f"{name}.to({str(device)!r})")
 
     def _check_grid(self, hw: tuple[int, int], name: str) -> None:
         grid = (hw[0] // self.config.patch_size, hw[1] // self.config.patch_size)
@@ -213,15 +221,19 @@ class TRecViT(nn.Module):
                    device: torch.device | str | None = None) -> TRecViTState:
         """An empty streaming state for ``batch_size`` streams of frames of
         ``image_size`` (default: ``config.image_size``). See :class:`TRecViTState`."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = int_at_least(batch_size, "batch_size")
         cfg = self.config
         if image_size is None:
             h, w = cfg.image_hw
-        elif isinstance(image_size, int):
-            h = w = image_size
+        elif isinstance(image_size, (tuple, list)):
+            if len(image_size) != 2:
+                raise ValueError(f"image_size must be an int or an (H, W) pair, got {image_size!r}")
+            h, w = (int_at_least(side, f"image_size[{i}]") for i, side in enumerate(image_size))
         else:
-            h, w = image_size
+            h = w = int_at_least(image_size, "image_size")
+        if h < cfg.patch_size or w < cfg.patch_size:
+            raise ValueError(f"image_size {h}x{w} is smaller than one {cfg.patch_size}x{cfg.patch_size} "
+                             "patch; both sides must be multiples of the patch size")
         if h % cfg.patch_size or w % cfg.patch_size:
             raise ValueError(f"image_size {h}x{w} must be multiples of the patch size "
                              f"{cfg.patch_size}")
@@ -237,21 +249,43 @@ class TRecViT(nn.Module):
             num_frames=torch.zeros(batch_size, dtype=torch.int64, device=device),
         )
 
-    def _check_state(self, frame: torch.Tensor, state: TRecViTState) -> None:
+    def _check_state(self, state: TRecViTState, batch: int, hw: tuple[int, int], what: str,
+                     device: torch.device) -> None:
+        """Static checks of ``state`` for ``batch`` streams of ``hw`` frames (``what`` names them)."""
         if not isinstance(state, TRecViTState):
+            hint = (" (wrap a tuple of its four tensors with TRecViTState(*state))"
+                    if isinstance(state, tuple) and len(state) == 4 else "")
             raise ValueError(f"state must be a TRecViTState (from model.init_state), got "
-                             f"{type(state).__name__}")
-        b = frame.shape[0]
+                             f"{type(state).__name__}{hint}")
+        for field, value in zip(TRecViTState._fields, state):
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(f"state.{field} must be a torch.Tensor, got {type(value).__name__}")
         cfg = self.config
-        n = ((frame.shape[-2] // cfg.patch_size) * (frame.shape[-1] // cfg.patch_size)
-             + self.tokenizer.num_prefix_tokens)
-        expected = (cfg.depth, b, cfg.conv1d_width - 1, n, cfg.lru_width)
-        if tuple(state.conv.shape) != expected or tuple(state.lru.shape) != expected[:2] + expected[3:]:
+        n = (hw[0] // cfg.patch_size) * (hw[1] // cfg.patch_size) + self.tokenizer.num_prefix_tokens
+        expected = {
+            "conv": (cfg.depth, batch, cfg.conv1d_width - 1, n, cfg.lru_width),
+            "lru": (cfg.depth, batch, n, cfg.lru_width),
+            "feature_sum": (batch, self.head.feature_dim),
+            "num_frames": (batch,),
+        }
+        wrong = [f"state.{field} is {tuple(getattr(state, field).shape)}, expected {shape}"
+                 for field, shape in expected.items() if tuple(getattr(state, field).shape) != shape]
+        if wrong:
+            streams = state.num_frames.shape[0] if state.num_frames.dim() == 1 else None
+            lead = (f"it holds {streams} streams but {what} has {batch}; "
+                    if streams is not None and streams != batch else "")
             raise ValueError(
-                f"state does not fit frame {tuple(frame.shape)}: expected conv {expected} and lru "
-                f"{expected[:2] + expected[3:]}, got {tuple(state.conv.shape)} and "
-                f"{tuple(state.lru.shape)} (make it with model.init_state(batch_size={b}, "
-                f"image_size={tuple(frame.shape[-2:])}))")
+                f"state does not fit {what} of shape {(batch, 3, *hw)}: {lead}" + "; ".join(wrong)
+                + f" (make it with model.init_state(batch_size={batch}, image_size={tuple(hw)}))")
+        for field, value in zip(TRecViTState._fields, state):
+            want = torch.int64 if field == "num_frames" else torch.float32
+            if value.dtype != want:
+                raise ValueError(f"state.{field} must be {want}, got {value.dtype} (the state is "
+                                 "float32, frame counts int64, whatever the model's dtype; make it "
+                                 "with model.init_state)")
+            if value.device != device:
+                raise ValueError(f"state.{field} is on {value.device} but the frames are on {device}; "
+                                 f"move the state with state.to({str(device)!r})")
 
     def step(self, frame: torch.Tensor, state: TRecViTState
              ) -> tuple[TRecViTStepOutput, TRecViTState]:
@@ -270,8 +304,10 @@ class TRecViT(nn.Module):
         """
         check_frames(frame, name="frame", layout="B3HW", patch_size=self.config.patch_size)
         self._check_grid(frame.shape[-2:], "frame")
-        self._check_state(frame, state)
-        check_finite(frame, name="frame")
+        self._check_device(frame, "frame")
+        self._check_state(state, frame.shape[0], tuple(frame.shape[-2:]), "frame", frame.device)
+        check_finite(frame, name="frame", dtype=self._param_dtype())
+        check_state_values(state)
         first = state.num_frames == 0  # (b,)
         tokens = self.tokenizer(frame.to(self._param_dtype()))[:, None]  # (b, 1, n, d)
         # When no stream starts here, skip the per-layer resets (eager only: a traced graph
@@ -287,6 +323,51 @@ class TRecViT(nn.Module):
         new_state = TRecViTState(
             conv=torch.stack(conv_states), lru=torch.stack(lru_states),
             feature_sum=feature_sum, num_frames=num_frames,
+        )
+        out = TRecViTStepOutput(encoded=encoded, logits=logits,
+                                probs=logits.float().softmax(dim=-1), pre_logits=pre_logits)
+        return out, new_state
+
+    def step_chunk(self, frames: torch.Tensor, state: TRecViTState
+                   ) -> tuple[TRecViTStepOutput, TRecViTState]:
+        """Process the next ``t`` frames of ``b`` streams in one call.
+
+        Equal (to float rounding) to ``t`` calls of :meth:`step`, and a state
+        from either method goes on with the other; the recurrence runs as one
+        scan over the chunk, so buffered frames go faster this way.
+
+        Args:
+            frames: ``[b, t, 3, H, W]`` float, RGB in [0, 1].
+            state: from :meth:`init_state`, :meth:`step` or :meth:`step_chunk`.
+
+        Returns:
+            ``(output, new_state)``; the fields of ``output`` have a frame axis
+            after the batch axis (``encoded [b, t, n, d]``, ``logits`` and
+            ``probs [b, t, classes]``, ``pre_logits [b, t, r]``), and frame ``i``
+            holds what :meth:`step` returns for that frame.
+        """
+        check_frames(frames, name="frames", layout="BT3HW", patch_size=self.config.patch_size)
+        self._check_grid(frames.shape[-2:], "frames")
+        self._check_device(frames, "frames")
+        self._check_state(state, frames.shape[0], tuple(frames.shape[-2:]), "frames", frames.device)
+        check_finite(frames, name="frames", dtype=self._param_dtype())
+        check_state_values(state)
+        b, t = frames.shape[:2]
+        first = state.num_frames == 0  # (b,)
+        tokens = self.tokenizer(frames.to(self._param_dtype()).reshape(b * t, *frames.shape[2:]))
+        tokens = tokens.view(b, t, *tokens.shape[1:])  # (b, t, n, d)
+        resets = first if torch.compiler.is_compiling() or bool(first.any()) else None
+        encoded, conv_states, lru_states = self._encode(tokens, state, resets)  # (b, t, n, d)
+        features = self.head.frame_features(encoded)  # (b, t, r)
+        start = torch.where(first[:, None], 0.0, state.feature_sum)  # (b, r)
+        # Summed frame after frame from the state's sum, in the order step adds them.
+        feature_sum = torch.cat([start[:, None], features.float()], dim=1).cumsum(dim=1)[:, 1:]
+        num_frames = state.num_frames[:, None] + torch.arange(1, t + 1, device=frames.device)  # (b, t)
+        pre_logits = feature_sum / num_frames[..., None]  # running means (b, t, r)
+        logits = self.head(pre_logits.to(features.dtype))
+        new_state = TRecViTState(
+            conv=torch.stack(conv_states), lru=torch.stack(lru_states),
+            feature_sum=feature_sum[:, -1], num_frames=num_frames[:, -1],
         )
         out = TRecViTStepOutput(encoded=encoded, logits=logits,
                                 probs=logits.float().softmax(dim=-1), pre_logits=pre_logits)

@@ -1,15 +1,22 @@
 """Checks at the API boundary: bad input fails early with a message naming the problem.
 
-Shape and dtype checks are static and always run. The NaN/inf check reads the
-data, so it is skipped while ``torch.compile`` or ``torch.export`` traces the
-model (a traced graph has no Python control flow on values).
+Shape and dtype checks are static and always run. The value checks (NaN, inf,
+magnitudes beyond :data:`MAX_ABS_INPUT`) read the data, so they are skipped
+while ``torch.compile`` or ``torch.export`` traces the model (a traced graph has
+no Python control flow on values).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
+
+# Frames are RGB in [0, 1]. Finite values far outside that range are refused too: squared in the
+# normalisation layers, values of about 1e19 overflow float32 and every output becomes NaN.
+MAX_ABS_INPUT = 1e6
+_AXIS_NAMES = {"B": "batch", "T": "frames", "3": "channels", "H": "height", "W": "width"}
 
 
 def check_frames(x: object, *, name: str, layout: str, patch_size: int) -> None:
@@ -44,21 +51,69 @@ def check_frames(x: object, *, name: str, layout: str, patch_size: int) -> None:
         raise ValueError(f"{name} must have 3 (RGB) channels on axis {rank - 3} {shape_txt}, "
                          f"got {channels} in shape {tuple(x.shape)}{hint}")
     if x.numel() == 0:
-        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+        empty = ", ".join(f"0 {_AXIS_NAMES[a]} (axis {i})" for i, a in enumerate(layout) if x.shape[i] == 0)
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)} has {empty}")
     h, w = x.shape[-2:]
+    if h < patch_size or w < patch_size:
+        raise ValueError(f"{name} frames are {h}x{w}, smaller than one {patch_size}x{patch_size} "
+                         f"patch: both sides must be multiples of the patch size {patch_size} "
+                         "(resize them, e.g. with trecvit.io.read_video(..., size=...))")
     if h % patch_size or w % patch_size:
         raise ValueError(f"{name} frames are {h}x{w}; both sides must be multiples of the "
                          f"patch size {patch_size} (resize or crop them, e.g. with "
                          "trecvit.io.read_video(..., size=...))")
 
 
-def check_finite(x: torch.Tensor, *, name: str) -> None:
-    """Refuse NaN or infinite values (skipped while compiling or exporting)."""
+def check_finite(x: torch.Tensor, *, name: str, dtype: torch.dtype | None = None,
+                 max_abs: float | None = MAX_ABS_INPUT) -> None:
+    """Refuse NaN or infinite values, values beyond ``max_abs`` in magnitude (``None``: no
+    bound), and values that ``dtype`` (the dtype ``x`` is converted to) cannot hold. One
+    reduction and one host sync; skipped while compiling or exporting."""
     if torch.compiler.is_compiling():
         return
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} holds {bad} NaN or infinite value(s)")
+    limit = torch.finfo(x.dtype).max if max_abs is None else max_abs
+    if dtype is not None and dtype.is_floating_point:
+        limit = min(limit, torch.finfo(dtype).max)
+    if x.numel() == 0:
+        return
+    # NaN propagates through both; float32 so that stacking them works under autocast too
+    lo, hi = torch.stack([v.float() for v in torch.aminmax(x.detach())]).tolist()
+    if -limit <= lo and hi <= limit:
+        return
+    values = x.detach()
+    non_finite = int((~torch.isfinite(values)).sum())
+    if non_finite:
+        raise ValueError(f"{name} holds {non_finite} NaN or infinite value(s)")
+    large = int((values.abs() > limit).sum())
+    if max_abs is not None and limit == max_abs:
+        why = f"beyond +-{max_abs:g} (frames are RGB values in [0, 1])"
+    else:
+        why = f"too large for {dtype} (the model's dtype)"
+    raise ValueError(f"{name} holds {large} value(s) {why}; the largest magnitude is "
+                     f"{max(abs(lo), abs(hi)):.3g}")
+
+
+def check_state_values(state: tuple[torch.Tensor, ...], *, name: str = "state") -> None:
+    """Refuse a streaming state holding NaN/inf or a negative frame count (one host sync;
+    skipped while compiling or exporting). ``state`` is ``(conv, lru, feature_sum, num_frames)``."""
+    if torch.compiler.is_compiling():
+        return
+    conv, lru, feature_sum, num_frames = state
+    # A sum is finite when every term is (a NaN or inf anywhere makes it NaN or inf): one cheap
+    # reduction per tensor; the exact search below runs only when it fails.
+    total, lowest = torch.stack([conv.sum() + lru.sum() + feature_sum.sum(),
+                                 num_frames.min().to(conv.dtype)]).tolist()
+    if math.isfinite(total) and lowest >= 0:
+        return
+    for field, t in (("conv", conv), ("lru", lru), ("feature_sum", feature_sum)):
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise ValueError(f"{name}.{field} holds {bad} NaN or infinite value(s) (states made by "
+                             "model.init_state and model.step stay finite); start afresh with "
+                             "model.init_state, or state.reset(mask) for some streams")
+    if lowest < 0:
+        raise ValueError(f"{name}.num_frames holds negative frame counts {num_frames.tolist()}; it "
+                         "counts the frames seen (0: the next frame starts a new stream)")
 
 
 def check_names_and_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]],

@@ -168,7 +168,12 @@ def numba_available() -> bool:
 
 
 def _numba_threads(numba) -> None:
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    torch_threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS)))
+    # Numba's OpenMP layer, on its first use, sets the OpenMP thread count to NUMBA_NUM_THREADS in
+    # the libgomp that PyTorch shares: give PyTorch back the thread count the user chose.
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
 
 
 def _numba_forward(a, x, h0):
