@@ -72,7 +72,9 @@ MJPEG MKV, MPEG-2 TS and GIF files).
   in the first place.  Each error names the size and the limit.
 * **Zero-length file, directory, FIFO/socket/device**: ``ValueError``
   ("empty", "directory", "not a regular file"; opening a FIFO could block
-  forever), raised by :func:`iter_frames` when it is called.
+  forever), raised by :func:`iter_frames` when it is called.  The exception:
+  :func:`iter_frames` reads a named pipe or device (a live stream, e.g.
+  ``ffmpeg ... -f mpegts pipe``); opening it waits for a writer.
 * **Not a media file** (text, random bytes) under a video extension:
   ``ValueError`` ("cannot open ... as a media file"), or, if FFmpeg's probe
   takes the bytes for some format, an error about its streams or packets.
@@ -230,15 +232,19 @@ def _normalise_max_pixels(max_pixels: object) -> int | None:
     return None if max_pixels is None else _int_at_least(max_pixels, "max_pixels")
 
 
-def _check_path(path: PathLike) -> Path:
-    """Fail early and clearly on paths that cannot be a video file."""
+def _check_path(path: PathLike, pipes: bool = False) -> Path:
+    """Fail early and clearly on paths that cannot be a video file (``pipes``: accept a named
+    pipe or device, for :func:`iter_frames` on a live stream)."""
     p = Path(os.fspath(path))
     if not p.exists():
         raise FileNotFoundError(f"video file not found: {str(p)!r}")
     if p.is_dir():
         raise ValueError(f"{str(p)!r} is a directory, not a video file")
     if not p.is_file():  # opening a FIFO without a writer would block forever, out of reach of any timeout
-        raise ValueError(f"{str(p)!r} is not a regular file (a FIFO, socket or device), not a video file")
+        if pipes:
+            return p
+        raise ValueError(f"{str(p)!r} is not a regular file (a FIFO, socket or device), not a video file "
+                         "(iter_frames reads live pipes)")
     if p.stat().st_size == 0:
         raise ValueError(f"video file {str(p)!r} is empty (0 bytes)")
     return p
@@ -254,6 +260,7 @@ def _open_video(
     *,
     max_pixels: int | None = None,
     deadline: _Deadline = _NO_DEADLINE,
+    pipes: bool = False,
 ) -> Iterator[tuple[Path, av.container.InputContainer, av.video.stream.VideoStream]]:
     """Open ``path`` and yield ``(path, container, first_video_stream)``.
 
@@ -265,7 +272,7 @@ def _open_video(
     :func:`_decode` checks every decoded frame exactly.  ``deadline`` bounds
     opening (FFmpeg's interrupt callback: probing and each read).
     """
-    p = _check_path(path)
+    p = _check_path(path, pipes)
     remaining = deadline.remaining()
     if remaining is not None and remaining <= 0:
         raise deadline.error(p, "before opening the file")
@@ -573,7 +580,7 @@ def iter_frames(
     hw = _normalise_size(size)
     limit = _normalise_timeout(timeout)
     max_pixels = _normalise_max_pixels(max_pixels)
-    _check_path(path)
+    _check_path(path, pipes=True)
     return _iter_frames(path, hw, stride, offset, max_frames, threads, limit, max_pixels)
 
 
@@ -591,7 +598,7 @@ def _iter_frames(
     decoded = 0
     deadline = _Deadline(limit)  # per yielded frame
     limits = dict(max_pixels=max_pixels, deadline=deadline)
-    with _open_video(path, threads, **limits) as (p, container, stream):
+    with _open_video(path, threads, pipes=True, **limits) as (p, container, stream):
         for index, frame in _decode(p, container, stream, **limits):
             decoded = index + 1
             if size is None:  # the first frame fixes the output size

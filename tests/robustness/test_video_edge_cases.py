@@ -7,6 +7,7 @@ The expected behaviour of every case is the one documented in the
 from __future__ import annotations
 
 import os
+import threading
 import shutil
 import time
 from fractions import Fraction
@@ -91,13 +92,18 @@ def test_directory(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
-def test_fifo_is_refused_not_waited_on(tmp_path):
-    path = tmp_path / "pipe.mp4"
+def test_fifo_is_refused_not_waited_on_except_by_iter_frames(tmp_path):
+    path = tmp_path / "pipe.ts"
     os.mkfifo(path)  # opening it for reading would block until a writer appears
     raises(path, "not a regular file")
-    with pytest.raises(ValueError, match="not a regular file"):
-        iter_frames(path)
     assert_failed(item(path), path, "not a regular file")
+    # iter_frames reads a live stream from a pipe
+    source = encode(tmp_path / "source.ts", grey_frames(6, 16, 16), "mpeg2video")
+    writer = threading.Thread(target=lambda: path.write_bytes(source.read_bytes()))
+    writer.start()
+    frames = list(iter_frames(path, S, timeout=30))
+    writer.join(timeout=30)
+    assert len(frames) == 6
 
 
 @pytest.mark.parametrize("name,content", [
