@@ -302,31 +302,10 @@ class TRecViT(nn.Module):
             full-clip ``logits``. The stream never resets by itself; use
             ``state.reset(mask)`` to start new streams.
         """
-        check_frames(frame, name="frame", layout="B3HW", patch_size=self.config.patch_size)
-        self._check_grid(frame.shape[-2:], "frame")
-        self._check_device(frame, "frame")
-        self._check_state(state, frame.shape[0], tuple(frame.shape[-2:]), "frame", frame.device)
-        check_finite(frame, name="frame", dtype=self._param_dtype())
-        check_state_values(state)
-        first = state.num_frames == 0  # (b,)
-        tokens = self.tokenizer(frame.to(self._param_dtype()))[:, None]  # (b, 1, n, d)
-        # When no stream starts here, skip the per-layer resets (eager only: a traced graph
-        # must not depend on the data).
-        resets = first if torch.compiler.is_compiling() or bool(first.any()) else None
-        encoded, conv_states, lru_states = self._encode(tokens, state, resets)
-        encoded = encoded[:, 0]  # (b, n, d)
-        features = self.head.frame_features(encoded)  # (b, r)
-        feature_sum = torch.where(first[:, None], 0.0, state.feature_sum) + features.float()
-        num_frames = state.num_frames + 1
-        pre_logits = feature_sum / num_frames[:, None]  # running mean (b, r)
-        logits = self.head(pre_logits.to(features.dtype))
-        new_state = TRecViTState(
-            conv=torch.stack(conv_states), lru=torch.stack(lru_states),
-            feature_sum=feature_sum, num_frames=num_frames,
-        )
-        out = TRecViTStepOutput(encoded=encoded, logits=logits,
-                                probs=logits.float().softmax(dim=-1), pre_logits=pre_logits)
-        return out, new_state
+        self._check_stream_input(frame, state, "frame", "B3HW")
+        out, new_state = self._advance(frame[:, None], state)
+        return TRecViTStepOutput(encoded=out.encoded[:, 0], logits=out.logits[:, 0],
+                                 probs=out.probs[:, 0], pre_logits=out.pre_logits[:, 0]), new_state
 
     def step_chunk(self, frames: torch.Tensor, state: TRecViTState
                    ) -> tuple[TRecViTStepOutput, TRecViTState]:
@@ -346,21 +325,32 @@ class TRecViT(nn.Module):
             ``probs [b, t, classes]``, ``pre_logits [b, t, r]``), and frame ``i``
             holds what :meth:`step` returns for that frame.
         """
-        check_frames(frames, name="frames", layout="BT3HW", patch_size=self.config.patch_size)
-        self._check_grid(frames.shape[-2:], "frames")
-        self._check_device(frames, "frames")
-        self._check_state(state, frames.shape[0], tuple(frames.shape[-2:]), "frames", frames.device)
-        check_finite(frames, name="frames", dtype=self._param_dtype())
+        self._check_stream_input(frames, state, "frames", "BT3HW")
+        return self._advance(frames, state)
+
+    def _check_stream_input(self, x: torch.Tensor, state: TRecViTState, name: str, layout: str) -> None:
+        """The checks of :meth:`step` (``layout`` "B3HW") and :meth:`step_chunk` ("BT3HW")."""
+        check_frames(x, name=name, layout=layout, patch_size=self.config.patch_size)
+        self._check_grid(x.shape[-2:], name)
+        self._check_device(x, name)
+        self._check_state(state, x.shape[0], tuple(x.shape[-2:]), name, x.device)
+        check_finite(x, name=name, dtype=self._param_dtype())
         check_state_values(state)
+
+    def _advance(self, frames: torch.Tensor, state: TRecViTState
+                 ) -> tuple[TRecViTStepOutput, TRecViTState]:
+        """:meth:`step_chunk` on checked ``frames [b, t, 3, H, W]``."""
         b, t = frames.shape[:2]
         first = state.num_frames == 0  # (b,)
         tokens = self.tokenizer(frames.to(self._param_dtype()).reshape(b * t, *frames.shape[2:]))
         tokens = tokens.view(b, t, *tokens.shape[1:])  # (b, t, n, d)
+        # When no stream starts here, skip the per-layer resets (eager only: a traced graph
+        # must not depend on the data).
         resets = first if torch.compiler.is_compiling() or bool(first.any()) else None
         encoded, conv_states, lru_states = self._encode(tokens, state, resets)  # (b, t, n, d)
         features = self.head.frame_features(encoded)  # (b, t, r)
         start = torch.where(first[:, None], 0.0, state.feature_sum)  # (b, r)
-        # Summed frame after frame from the state's sum, in the order step adds them.
+        # The running sum, frame after frame, continuing the state's sum.
         feature_sum = torch.cat([start[:, None], features.float()], dim=1).cumsum(dim=1)[:, 1:]
         num_frames = state.num_frames[:, None] + torch.arange(1, t + 1, device=frames.device)  # (b, t)
         pre_logits = feature_sum / num_frames[..., None]  # running means (b, t, r)
