@@ -39,7 +39,7 @@ import torch
 from trecvit import TRecViT, TRecViTConfig
 from trecvit.layers import RGLRU
 from trecvit.layers.scan import linear_scan, resolve_scan_impl
-from trecvit.profiling import (GB, MB, count_flops, measure_ceilings, measure_peak_memory, median,
+from trecvit.tools.profiling import (GB, MB, count_flops, measure_ceilings, measure_peak_memory, median,
                                run_in_child, synchronize, time_repeats)
 
 BENCHMARKS = ("inference", "streaming", "training", "scan", "memory")

@@ -10,8 +10,8 @@ import torch
 
 from trecvit import TRecViT, TRecViTConfig
 from trecvit.assets import reference_fixtures
-from trecvit.convert import official_param_shapes
-from trecvit.verify import reference_model
+from trecvit.checkpoints.official import official_param_shapes
+from trecvit.tools.verify import reference_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE_NAMES = sorted(reference_fixtures())

@@ -7,7 +7,7 @@ import torch
 
 from trecvit import TRecViT, TRecViTConfig
 from trecvit.baselines import FrameAverageViT
-from trecvit.pretrained import load_pretrained
+from trecvit.checkpoints.pretrained import load_pretrained
 
 
 def _config() -> TRecViTConfig:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from trecvit import TRecViT, TRecViTConfig, load_official_checkpoint
-from trecvit.convert import official_param_shapes, read_npz
+from trecvit.checkpoints.official import official_param_shapes, read_npz
 
 from conftest import FIXTURES, tiny_config, tiny_model, write_official_npz
 
@@ -168,7 +168,7 @@ def test_save_pretrained_replaces_files_atomically(tmp_path, monkeypatch):
     good.save_pretrained(tmp_path / "ckpt")
     before = (tmp_path / "ckpt" / "model.safetensors").read_bytes()
 
-    import trecvit.pretrained as pretrained
+    import trecvit.checkpoints.pretrained as pretrained
 
     def failing_save(state, path, metadata=None):
         pathlib.Path(path).write_bytes(b"partial")

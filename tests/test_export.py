@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from trecvit import export
+from trecvit.tools import export
 from trecvit.cli import main
-from trecvit.export import (
+from trecvit.tools.export import (
     INPUT_NAMES,
     OUTPUT_NAMES,
     OnnxStreamingSession,

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from trecvit import TRecViTConfig, load_official_checkpoint
-from trecvit.verify import max_abs_error, relative_error
+from trecvit.tools.verify import max_abs_error, relative_error
 
 from conftest import FIXTURES, reference_video
 
@@ -55,7 +55,7 @@ def test_inferred_config_matches_the_reference_config(reference):
 
 def test_two_clip_video_averages_clip_logits_and_probs():
     from trecvit.assets import reference_fixtures
-    from trecvit.verify import reference_model
+    from trecvit.tools.verify import reference_model
 
     model, arrays = reference_model(reference_fixtures()["tiny_gap_sincos_2clips"])
     video = reference_video(arrays)

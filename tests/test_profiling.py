@@ -9,7 +9,7 @@ import torch
 
 from trecvit import TRecViT, TRecViTConfig
 from trecvit.cli import main
-from trecvit.profiling import analytic_flops, count_flops, format_table, profile_model
+from trecvit.tools.profiling import analytic_flops, count_flops, format_table, profile_model
 
 from conftest import tiny_model
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trecvit import TRecViTState
-from trecvit.verify import relative_error
+from trecvit.tools.verify import relative_error
 
 from conftest import reference_video, tiny_model
 

@@ -346,7 +346,7 @@ def test_shipped_configs_load(name):
 
 @pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path, capsys):
-    from trecvit.demo import run_demo
+    from trecvit.classification.demo import run_demo
 
     out = tmp_path / "demo"
     result = run_demo(out, quick=True)

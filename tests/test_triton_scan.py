@@ -18,7 +18,8 @@ import torch
 
 pytest.importorskip("triton")
 
-from trecvit.layers import linear_scan, triton_scan
+from trecvit.layers import linear_scan
+from trecvit.layers.kernels import triton_scan
 
 TOLERANCE = 1e-5
 
@@ -37,11 +38,11 @@ CASES = [
 
 CHILD = textwrap.dedent("""
     import json, sys
-    from trecvit.layers import triton_scan
+    from trecvit.layers.kernels import triton_scan
     lazy = "triton" not in sys.modules  # importing the module must not import triton
     import torch
     from trecvit.layers import linear_scan
-    from trecvit.layers.triton_scan import _triton_linear_scan
+    from trecvit.layers.kernels.triton_scan import _triton_linear_scan
 
     def run(scan, a, x, h0, g, needs):
         leaves = {k: v.detach().clone().requires_grad_(k in needs) if v is not None else None

@@ -21,7 +21,7 @@ from trecvit import TRecViT, TRecViTConfig, load_official_checkpoint
 from trecvit.heads import ClassificationHead
 from trecvit.layers import SpatialBlock
 from trecvit.tokenizer import Tokenizer
-from trecvit.weights import (
+from trecvit.checkpoints.weights import (
     LoadReport,
     detect_weights_format,
     init_from_trecvit,

@@ -18,7 +18,7 @@ if "torch" not in _sys.modules and _os.environ.get("TRECVIT_THP", "1") != "0":
 
 from trecvit import io  # noqa: E402
 from trecvit.config import VARIANTS, TRecViTConfig  # noqa: E402
-from trecvit.convert import OFFICIAL_CHECKPOINT_URL, load_official_checkpoint  # noqa: E402
+from trecvit.checkpoints.official import OFFICIAL_CHECKPOINT_URL, load_official_checkpoint  # noqa: E402
 from trecvit.model import TRecViT, TRecViTOutput, TRecViTStepOutput  # noqa: E402
 from trecvit.state import TRecViTState  # noqa: E402
 

@@ -366,7 +366,7 @@ class TRecViT(nn.Module):
     # ----------------------------------------------------------- serialisation
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
-        from trecvit.pretrained import save_pretrained
+        from trecvit.checkpoints.pretrained import save_pretrained
 
         save_pretrained(self, directory)
 
@@ -374,6 +374,6 @@ class TRecViT(nn.Module):
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"
                         ) -> "TRecViT":
         """Load a model written by :meth:`save_pretrained`."""
-        from trecvit.pretrained import load_pretrained
+        from trecvit.checkpoints.pretrained import load_pretrained
 
         return load_pretrained(directory, map_location=map_location)

@@ -18,9 +18,9 @@ from safetensors.torch import save_file
 
 from trecvit import TRecViT, load_official_checkpoint
 from trecvit.cli import main as cli_main
-from trecvit.integrity import iter_tensors
+from trecvit.checkpoints.integrity import iter_tensors
 from trecvit.training.checkpoint import load_checkpoint, save_checkpoint
-from trecvit.weights import init_model_weights, load_vit_weights
+from trecvit.checkpoints.weights import init_model_weights, load_vit_weights
 
 FLIPS_PER_FORMAT = 300
 CUTS_PER_FORMAT = 60

@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-import trecvit.integrity as integrity
+import trecvit.checkpoints.integrity as integrity
 import trecvit.training.checkpoint as checkpoint
 from trecvit.cli import main
 

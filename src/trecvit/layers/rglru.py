@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trecvit.layers.rglru_fused import fused_available, fused_rglru
+from trecvit.layers.kernels.rglru_fused import fused_available, fused_rglru
 from trecvit.layers.scan import linear_scan, sqrt_bound_derivative
 
 

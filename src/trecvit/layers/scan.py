@@ -11,7 +11,7 @@ numerically equal (to float32 rounding) and chosen automatically:
     is one reverse pass. Used for float32/float64 CPU tensors when Numba is
     installed (it is a dependency of the package, but the code runs without it).
 ``"triton"`` (CUDA, default there)
-    the Triton kernel of :mod:`trecvit.layers.triton_scan`, when Triton is
+    the Triton kernel of :mod:`trecvit.layers.kernels.triton_scan`, when Triton is
     installed. Never required.
 ``"chunked"``
     plain PyTorch for any device and dtype: the time axis is cut into chunks of
@@ -32,19 +32,17 @@ RG-LRU's ``sqrt(1 - a^2)`` trainable in bfloat16 (as in the official model).
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import math
 import os
 
 import torch
 
-MAX_SQRT_GRADIENT = 1000.0
+from trecvit.layers.kernels import check_scan_shapes
+from trecvit.layers.kernels.numba_scan import (MAX_SQRT_GRADIENT, _numba_backward, _numba_forward,
+                                               _numba_kernels, numba_available)
+
 SCAN_IMPLS = ("auto", "numba", "triton", "chunked", "sequential")
 SCAN_ENV = "TRECVIT_SCAN"
-_NUMBA_BLOCK = 2048  # channels per Numba work item: the carried state fits in L1
-# Checked without importing Numba (a constant, so torch.compile can trace the dispatch).
-_HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 # --------------------------------------------------------------------------- plain PyTorch
@@ -104,97 +102,6 @@ def _torch_backward(a, h, h0, g, impl: str, need_a: bool):
         grad_a = dh * torch.cat([h_first, h[:, :-1]], dim=1)
     grad_h0 = a[:, 0] * dh[:, 0] if h0 is not None else None
     return grad_a, dh, grad_h0
-
-
-# --------------------------------------------------------------------------- Numba (CPU)
-
-@functools.cache
-def _numba_kernels():
-    """Compile (once per process; cached on disk) the fused CPU kernels, or None without Numba."""
-    try:
-        import numba
-        import numpy as np
-    except ImportError:
-        return None
-
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def forward(a, x, h0, h, block):  # pragma: no cover - compiled
-        b_size, t_size, c_size = x.shape
-        num_blocks = (c_size + block - 1) // block
-        for job in numba.prange(b_size * num_blocks):
-            b = job // num_blocks
-            c0 = (job % num_blocks) * block
-            c1 = min(c0 + block, c_size)
-            state = h0[b, c0:c1].copy()
-            for t in range(t_size):
-                for i in range(c1 - c0):
-                    state[i] = a[b, t, c0 + i] * state[i] + x[b, t, c0 + i]
-                    h[b, t, c0 + i] = state[i]
-
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def backward(a, h, h0, g, grad_a, grad_x, grad_h0, need_a, block):  # pragma: no cover
-        b_size, t_size, c_size = g.shape
-        num_blocks = (c_size + block - 1) // block
-        for job in numba.prange(b_size * num_blocks):
-            b = job // num_blocks
-            c0 = (job % num_blocks) * block
-            c1 = min(c0 + block, c_size)
-            dh = np.zeros(c1 - c0, dtype=g.dtype)
-            for t in range(t_size - 1, -1, -1):
-                if t == t_size - 1:
-                    for i in range(c1 - c0):
-                        dh[i] = g[b, t, c0 + i]
-                        grad_x[b, t, c0 + i] = dh[i]
-                else:
-                    for i in range(c1 - c0):
-                        dh[i] = g[b, t, c0 + i] + a[b, t + 1, c0 + i] * dh[i]
-                        grad_x[b, t, c0 + i] = dh[i]
-                if need_a:
-                    if t > 0:
-                        for i in range(c1 - c0):
-                            grad_a[b, t, c0 + i] = dh[i] * h[b, t - 1, c0 + i]
-                    else:
-                        for i in range(c1 - c0):
-                            grad_a[b, t, c0 + i] = dh[i] * h0[b, c0 + i]
-            for i in range(c1 - c0):
-                grad_h0[b, c0 + i] = a[b, 0, c0 + i] * dh[i]
-
-    return numba, forward, backward
-
-
-def numba_available() -> bool:
-    """True when Numba is installed, so the fused CPU kernels can be used."""
-    return _HAS_NUMBA
-
-
-def _numba_threads(numba) -> None:
-    torch_threads = torch.get_num_threads()
-    numba.set_num_threads(max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS)))
-    # Numba's OpenMP layer, on its first use, sets the OpenMP thread count to NUMBA_NUM_THREADS in
-    # the libgomp that PyTorch shares: give PyTorch back the thread count the user chose.
-    if torch.get_num_threads() != torch_threads:
-        torch.set_num_threads(torch_threads)
-
-
-def _numba_forward(a, x, h0):
-    numba, forward, _ = _numba_kernels()
-    _numba_threads(numba)
-    h = torch.empty_like(x)
-    h0 = h0 if h0 is not None else x.new_zeros(x.shape[0], x.shape[2])
-    forward(a.numpy(), x.numpy(), h0.contiguous().numpy(), h.numpy(), _NUMBA_BLOCK)
-    return h
-
-
-def _numba_backward(a, h, h0, g, need_a: bool):
-    numba, _, backward = _numba_kernels()
-    _numba_threads(numba)
-    grad_x = torch.empty_like(g)
-    grad_a = torch.empty_like(g) if need_a else g.new_empty(1, 1, 1)
-    h0_arr = h0.contiguous() if h0 is not None else g.new_zeros(g.shape[0], g.shape[2])
-    grad_h0 = torch.empty_like(h0_arr)
-    backward(a.numpy(), h.numpy(), h0_arr.numpy(), g.numpy(), grad_a.numpy(), grad_x.numpy(),
-             grad_h0.numpy(), need_a, _NUMBA_BLOCK)
-    return (grad_a if need_a else None), grad_x, (grad_h0 if h0 is not None else None)
 
 
 # --------------------------------------------------------------------------- the custom op
@@ -279,20 +186,8 @@ def resolve_scan_impl(x: torch.Tensor, impl: str = "auto") -> str:
 def _triton_usable(x: torch.Tensor) -> bool:
     if not x.is_cuda:
         return False
-    from trecvit.layers import triton_scan
+    from trecvit.layers.kernels import triton_scan
     return triton_scan.is_available() and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
-
-
-def check_scan_shapes(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None,
-                      name: str = "linear_scan") -> None:
-    """``ValueError`` unless ``a`` and ``x`` are ``[b, t, ...]`` alike and ``h0`` is ``[b, ...]``."""
-    if a.shape != x.shape:
-        raise ValueError(f"{name}: a {tuple(a.shape)} and x {tuple(x.shape)} differ in shape")
-    if x.dim() < 2:
-        raise ValueError(f"{name}: x must be [b, t, ...], got shape {tuple(x.shape)}")
-    if h0 is not None and h0.shape != x.shape[:1] + x.shape[2:]:
-        raise ValueError(f"{name}: h0 {tuple(h0.shape)} must be x's shape without the time "
-                         f"axis, {tuple(x.shape[:1] + x.shape[2:])}")
 
 
 def linear_scan(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None = None,
@@ -315,7 +210,7 @@ def linear_scan(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None = None
     impl = resolve_scan_impl(x, impl)
     b, t = x.shape[:2]
     if impl == "triton":
-        from trecvit.layers.triton_scan import can_use, triton_linear_scan
+        from trecvit.layers.kernels.triton_scan import can_use, triton_linear_scan
         if can_use(a, x, h0):
             return triton_linear_scan(a, x, h0)
         impl = "chunked"

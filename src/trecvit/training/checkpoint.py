@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from trecvit.integrity import atomic_write, tensor_checksums, verify_checksums
+from trecvit.checkpoints.integrity import atomic_write, tensor_checksums, verify_checksums
 
 logger = logging.getLogger(__name__)
 

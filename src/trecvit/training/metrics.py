@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from trecvit.integrity import atomic_write
+from trecvit.checkpoints.integrity import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trecvit.config import TRecViTConfig
-from trecvit.integrity import atomic_write
+from trecvit.checkpoints.integrity import atomic_write
 from trecvit.training import distributed
 from trecvit.training.checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from trecvit.training.config import TrainConfig
@@ -53,9 +53,9 @@ class TrainResult:
 
 def source_config(path: str | Path) -> TRecViTConfig | None:
     """The architecture of a TRecViT checkpoint used to initialise a run (``None`` for ViT weights)."""
-    from trecvit.convert import infer_config, read_npz
-    from trecvit.pretrained import CONFIG_NAME, read_config
-    from trecvit.weights import detect_weights_format
+    from trecvit.checkpoints.official import infer_config, read_npz
+    from trecvit.checkpoints.pretrained import CONFIG_NAME, read_config
+    from trecvit.checkpoints.weights import detect_weights_format
 
     path = Path(path)
     fmt = detect_weights_format(path)
@@ -75,7 +75,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     ``cfg.vit_init`` say (seeded by ``cfg.seed``)."""
     from trecvit.baselines import FrameAverageViT
     from trecvit.model import TRecViT
-    from trecvit.weights import init_model_weights, load_vit_weights
+    from trecvit.checkpoints.weights import init_model_weights, load_vit_weights
 
     overrides = dict(cfg.model)
     given = overrides.get("num_classes")

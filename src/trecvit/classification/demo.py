@@ -148,7 +148,7 @@ def run_demo(out_dir: str | Path = "trecvit-demo", *, overwrite: bool = False, q
     res_b = Trainer(base_cfg).fit()
     minutes_b = (time.perf_counter() - t) / 60
 
-    from trecvit.pretrained import load_pretrained
+    from trecvit.checkpoints.pretrained import load_pretrained
 
     n_t = sum(p.numel() for p in load_pretrained(res_t.model_dir).parameters())
     n_b = sum(p.numel() for p in load_pretrained(res_b.model_dir).parameters())

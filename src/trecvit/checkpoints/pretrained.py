@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from trecvit.config import TRecViTConfig
-from trecvit.integrity import atomic_write, tensor_checksums, verify_checksums
+from trecvit.checkpoints.integrity import atomic_write, tensor_checksums, verify_checksums
 from trecvit.validation import check_names_and_shapes
 
 CONFIG_NAME = "config.json"

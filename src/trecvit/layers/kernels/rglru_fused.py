@@ -16,8 +16,9 @@ import functools
 
 import torch
 
-from trecvit.layers.scan import (MAX_SQRT_GRADIENT, _numba_kernels, _numba_threads, numba_available,
-                                 resolve_scan_impl)
+from trecvit.layers.kernels.numba_scan import (MAX_SQRT_GRADIENT, _numba_kernels, _numba_threads,
+                                               numba_available)
+from trecvit.layers.scan import resolve_scan_impl
 
 _BLOCK = 2048
 

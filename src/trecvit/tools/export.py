@@ -279,7 +279,7 @@ def export_step_onnx(model: TRecViT, path: str | os.PathLike, *, batch_size: int
         "trecvit_usage": "one call per frame; feed *_out back as the next call's state inputs; "
                          "start from zeros; num_frames == 0 restarts a stream",
     })
-    program.model.doc_string = "TRecViT streaming step (trecvit.export.export_step_onnx)"
+    program.model.doc_string = "TRecViT streaming step (trecvit.tools.export.export_step_onnx)"
 
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -30,6 +30,8 @@ import os
 
 import torch
 
+from trecvit.layers.kernels import check_scan_shapes
+
 __all__ = ["can_use", "is_available", "triton_linear_scan"]
 
 #: Channels handled by one program, at most (a power of two).
@@ -204,8 +206,6 @@ class _TritonLinearScan(torch.autograd.Function):
 
 
 def _check(a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None) -> None:
-    from trecvit.layers.scan import check_scan_shapes
-
     check_scan_shapes(a, x, h0, "triton_linear_scan")
     tensors = (a, x) if h0 is None else (a, x, h0)
     for tensor in tensors:

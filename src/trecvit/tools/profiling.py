@@ -389,11 +389,11 @@ def run_stream_memory(spec: dict) -> dict:
 
 
 def run_in_child(function: str, spec: dict, timeout: float = 1800) -> dict:
-    """``trecvit.profiling.<function>(spec)`` in a fresh Python process, so that its
+    """``trecvit.tools.profiling.<function>(spec)`` in a fresh Python process, so that its
     peak memory belongs to that workload alone. Returns its JSON result."""
     if function not in ("run_workload", "run_stream_memory"):
         raise ValueError(f"unknown memory probe {function!r}")
-    code = (f"import json, sys; from trecvit.profiling import {function}; "
+    code = (f"import json, sys; from trecvit.tools.profiling import {function}; "
             f"print('RESULT' + json.dumps({function}(json.loads(sys.argv[1]))))")
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True,
                           text=True, timeout=timeout, env=dict(os.environ))
@@ -511,7 +511,7 @@ def plot_rows(rows: list[ProfileRow], path: str, *, title: str, stream: bool) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from trecvit.integrity import atomic_write
+    from trecvit.checkpoints.integrity import atomic_write
 
     frames = [r.frames for r in rows]
     series = [("latency (s)" + (" per frame" if stream else ""), [r.latency_s for r in rows]),

@@ -19,7 +19,7 @@ import torch
 
 from trecvit.assets import example_video, reference_fixtures
 from trecvit.config import TRecViTConfig
-from trecvit.convert import infer_config, model_from_official_params, read_npz_arrays
+from trecvit.checkpoints.official import infer_config, model_from_official_params, read_npz_arrays
 from trecvit.io import read_video
 from trecvit.model import TRecViT
 

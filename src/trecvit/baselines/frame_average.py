@@ -90,6 +90,6 @@ class FrameAverageViT(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` (with ``"arch": "frame_average"``) and ``model.safetensors``."""
-        from trecvit.pretrained import save_pretrained
+        from trecvit.checkpoints.pretrained import save_pretrained
 
         save_pretrained(self, directory)

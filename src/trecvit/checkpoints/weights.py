@@ -43,9 +43,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from trecvit.config import TRecViTConfig
-from trecvit.convert import (_as_float_array, convert_official_params, infer_config, open_npz,
+from trecvit.checkpoints.official import (_as_float_array, convert_official_params, infer_config, open_npz,
                              read_npz_arrays)
-from trecvit.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_config, read_safetensors
+from trecvit.checkpoints.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_config, read_safetensors
 from trecvit.validation import check_names_and_shapes
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from trecvit.assets import kinetics400_labels
-from trecvit.convert import OFFICIAL_CHECKPOINT_URL, load_official_checkpoint
+from trecvit.checkpoints.official import OFFICIAL_CHECKPOINT_URL, load_official_checkpoint
+from trecvit.classification.labels import top_k
 from trecvit.io import iter_frames, read_video
 from trecvit.model import TRecViT
 
@@ -53,23 +53,6 @@ def load_model(checkpoint: str | Path | None, device: str | torch.device = "cpu"
     return model.to(device).eval()
 
 
-def load_labels(num_classes: int, labels_file: str | Path | None = None) -> list[str]:
-    """Class names: from ``labels_file`` (one per line), the bundled Kinetics-400
-    names for a 400-class model, else ``"class <i>"``."""
-    if labels_file is not None:
-        path = Path(labels_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"labels file {path} does not exist")
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if len(names) != num_classes:
-            raise ValueError(f"labels file {path} has {len(names)} names but the model has "
-                             f"{num_classes} classes")
-        return names
-    if num_classes == 400:
-        return kinetics400_labels()
-    return [f"class {i}" for i in range(num_classes)]
-
-
 @dataclass
 class Prediction:
     """Top-k classes of one video: ``(index, name, probability)`` triples, best first."""
@@ -82,12 +65,6 @@ class Prediction:
     def to_dict(self) -> dict:
         return {"video": self.path, "frames": self.num_frames, "seconds": round(self.seconds, 4),
                 "top": [{"index": i, "label": n, "prob": round(p, 6)} for i, n, p in self.top]}
-
-
-def top_k(probs: torch.Tensor, labels: list[str], k: int) -> list[tuple[int, str, float]]:
-    """``probs [classes]`` -> the ``k`` best ``(index, name, probability)``."""
-    values, indices = probs.float().topk(min(k, probs.numel()))
-    return [(int(i), labels[int(i)], float(v)) for v, i in zip(values, indices)]
 
 
 @torch.inference_mode()

@@ -1,0 +1,48 @@
+"""Argument types and output helpers shared by the ``trecvit`` commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+
+def positive_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated frame counts like 8,16,32, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"frame counts must be >= 1, got {text!r}")
+    return values
+
+
+def device_type(text: str) -> str:
+    """``--device``: a torch device string this installation can use."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this PyTorch has no usable CUDA GPU (use cpu)")
+    return text
+
+
+def check_output(path: str | None, flag: str, overwrite: bool) -> None:
+    """Refuse, before any work, an output file that cannot be written or would replace one."""
+    if path is None:
+        return
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise ValueError(f"{flag} {path}: folder {target.parent} does not exist")
+    if target.exists() and not overwrite:
+        raise ValueError(f"{flag} {path} exists; pass --overwrite to replace it")
+
+
+
+def format_top(top: list[tuple[int, str, float]]) -> str:
+    return "\n".join(f"  {rank:>2}. {name:<40s} {prob:7.2%}  (class {index})"
+                     for rank, (index, name, prob) in enumerate(top, 1))
+
