@@ -7,7 +7,7 @@ import torch
 
 from trecvit import TRecViT, TRecViTConfig
 from trecvit.baselines import FrameAverageViT
-from trecvit.checkpoints.pretrained import load_pretrained
+from trecvit.checkpoints.auto import from_pretrained as load_pretrained
 
 
 def _config() -> TRecViTConfig:

@@ -33,7 +33,7 @@ def test_step_is_differentiable_through_the_state():
     for frame in frames:
         out, state = model.step(frame, state)
     out.logits.sum().backward()
-    a_param = model.blocks[0].temporal.rg_lru.a_param
+    a_param = model.encoder.blocks[0].temporal.rg_lru.a_param
     assert a_param.grad is not None and bool(torch.isfinite(a_param.grad).all())
 
 

@@ -114,7 +114,7 @@ def test_official_initialisation_statistics():
     torch.manual_seed(0)
     cfg = TRecViTConfig.from_variant("Ti", num_classes=10, rep_size=64)
     model = TRecViT(cfg).requires_grad_(False)
-    block = model.blocks[0]
+    block = model.encoder.blocks[0]
     D, L = cfg.width, cfg.lru_width
     assert abs(block.temporal.linear_x.weight.std().item() - 1 / math.sqrt(D)) < 0.1 / math.sqrt(D)
     assert abs(block.temporal.linear_out.weight.std().item() - math.sqrt(2 / cfg.depth / L)) < 0.01

@@ -113,10 +113,10 @@ def test_weight_decay_only_on_matrices():
     decayed = {names[id(p)] for p in decay["params"]}
     assert all(p.dim() >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.05
     assert no_decay["weight_decay"] == 0.0
-    assert "tokenizer.pos_embed" not in decayed and "tokenizer.cls_token" not in decayed
+    assert "encoder.tokenizer.pos_embed" not in decayed and "encoder.tokenizer.cls_token" not in decayed
     assert not any("a_param" in n or n.endswith("bias") or "norm" in n for n in decayed)
-    assert "blocks.0.spatial.attn.qkv.weight" in decayed
-    assert "blocks.0.temporal.rg_lru.input_gate.weight" in decayed  # block-diagonal [h, l/h, l/h]
+    assert "encoder.blocks.0.spatial.attn.qkv.weight" in decayed
+    assert "encoder.blocks.0.temporal.rg_lru.input_gate.weight" in decayed  # block-diagonal [h, l/h, l/h]
 
 
 def test_step_plan_splits_global_batches_over_processes_and_accumulation():
@@ -320,7 +320,7 @@ def test_fine_tune_a_converted_official_checkpoint_on_a_video_folder(tmp_path, c
     assert tuned.config.num_classes == 3 and tuned.config.width == source.config.width
     assert tuned.config.depth == source.config.depth
     # trained from the checkpoint: the recurrence weights moved only a little from the source's
-    key = "blocks.0.temporal.rg_lru.a_param"
+    key = "encoder.blocks.0.temporal.rg_lru.a_param"
     assert not torch.equal(tuned.state_dict()[key], source.state_dict()[key])
     torch.testing.assert_close(tuned.state_dict()[key], source.state_dict()[key], atol=0.05, rtol=0)
     assert (out / "model" / "classes.txt").read_text().split("\n")[:3] == ["c0", "c1", "c2"]

@@ -69,15 +69,21 @@ class OrderBlindStub(nn.Module):
     def __init__(self, config: TRecViTConfig):
         super().__init__()
         self.config = config
-        self.tokenizer = Tokenizer(config.width, config.patch_size, config.grid_hw, config.posemb,
-                                   class_token=config.pool_type == "tok")
-        self.blocks = nn.ModuleList(_SpatialLayer(config) for _ in range(config.depth))
-        self.norm = nn.LayerNorm(config.width, eps=1e-6)
+        self.encoder = nn.Module()  # the trunk, under the name every architecture uses
+        self.encoder.tokenizer = Tokenizer(config.width, config.patch_size, config.grid_hw, config.posemb,
+                                           class_token=config.pool_type == "tok")
+        self.encoder.blocks = nn.ModuleList(_SpatialLayer(config) for _ in range(config.depth))
+        self.encoder.norm = nn.LayerNorm(config.width, eps=1e-6)
         self.head = ClassificationHead(config.width, config.rep_size, config.num_classes, config.pool_type)
 
 
 def state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def trunk_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with the trunk's names relative to the trunk (``tokenizer.*``, ``blocks.*``)."""
+    return {k.removeprefix("encoder."): v for k, v in state(model).items()}
 
 
 # ----------------------------------------------------------------------------
@@ -99,7 +105,7 @@ def _vit_pos_and_cls(model: TRecViT, cls_pos: torch.Tensor | None) -> tuple[torc
 def big_vision_arrays(model: TRecViT, *, cls_pos: torch.Tensor | None = None, prefix: str = "",
                       old_names: bool = False, scanned: bool = False) -> dict[str, np.ndarray]:
     d, h = model.config.width, model.config.num_heads
-    sd = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    sd = {k: v.numpy().copy() for k, v in trunk_state(model).items()}
     pos, cls = _vit_pos_and_cls(model, cls_pos)
     out = {
         "embedding/kernel": sd["tokenizer.patch_embed.weight"].transpose(2, 3, 1, 0),  # (p, p, 3, d)
@@ -114,7 +120,7 @@ def big_vision_arrays(model: TRecViT, *, cls_pos: torch.Tensor | None = None, pr
         out["cls"] = cls.numpy()
     mlp = "MlpBlock_3" if old_names else "MlpBlock_0"
     blocks = []
-    for i in range(len(model.blocks)):
+    for i in range(len(model.encoder.blocks)):
         s = f"blocks.{i}.spatial"
         a = "MultiHeadDotProductAttention_0"
         blk = {
@@ -139,7 +145,7 @@ def big_vision_arrays(model: TRecViT, *, cls_pos: torch.Tensor | None = None, pr
 
 
 def timm_tensors(model: TRecViT, *, cls_pos: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    sd = state(model)
+    sd = trunk_state(model)
     pos, cls = _vit_pos_and_cls(model, cls_pos)
     out = {"patch_embed.proj.weight": sd["tokenizer.patch_embed.weight"],
            "patch_embed.proj.bias": sd["tokenizer.patch_embed.bias"],
@@ -147,7 +153,7 @@ def timm_tensors(model: TRecViT, *, cls_pos: torch.Tensor | None = None) -> dict
            "head.weight": torch.zeros(1000, model.config.width), "head.bias": torch.zeros(1000)}
     if cls is not None:
         out["cls_token"] = cls
-    for i in range(len(model.blocks)):
+    for i in range(len(model.encoder.blocks)):
         prefix = f"blocks.{i}.spatial."
         out.update({f"blocks.{i}.{k[len(prefix):]}": v for k, v in sd.items() if k.startswith(prefix)})
     return {k: v.contiguous() for k, v in out.items()}
@@ -156,7 +162,7 @@ def timm_tensors(model: TRecViT, *, cls_pos: torch.Tensor | None = None) -> dict
 def hf_tensors(model: TRecViT, *, cls_pos: torch.Tensor | None = None, prefix: str = "vit."
                ) -> dict[str, torch.Tensor]:
     d = model.config.width
-    sd = state(model)
+    sd = trunk_state(model)
     pos, cls = _vit_pos_and_cls(model, cls_pos)
     e = f"{prefix}embeddings"
     out = {f"{e}.patch_embeddings.projection.weight": sd["tokenizer.patch_embed.weight"],
@@ -164,7 +170,7 @@ def hf_tensors(model: TRecViT, *, cls_pos: torch.Tensor | None = None, prefix: s
            f"{e}.position_embeddings": pos, f"{e}.cls_token": cls,
            f"{prefix}layernorm.weight": sd["norm.weight"], f"{prefix}layernorm.bias": sd["norm.bias"],
            "classifier.weight": torch.zeros(1000, d), "classifier.bias": torch.zeros(1000)}
-    for i in range(len(model.blocks)):
+    for i in range(len(model.encoder.blocks)):
         s, b = f"blocks.{i}.spatial", f"{prefix}encoder.layer.{i}"
         for j, name in enumerate(("query", "key", "value")):
             out[f"{b}.attention.attention.{name}.weight"] = sd[f"{s}.attn.qkv.weight"][j * d:(j + 1) * d]
@@ -190,7 +196,7 @@ def write_vit(tmp_path: Path, fmt: str, model: TRecViT, **kwargs) -> Path:
     return path
 
 
-VIT_PARTS = ("tokenizer.", "norm.")
+VIT_PARTS = ("encoder.tokenizer.", "encoder.norm.")
 
 
 def is_vit_part(name: str) -> bool:
@@ -231,7 +237,7 @@ def test_vit_round_trip(tmp_path, fmt, kwargs):
     assert any("folded the class token's position embedding" in n for n in report.notes)
     x = torch.randn(2, 3, 17, 64)
     with torch.no_grad():
-        for a, b in zip(source.blocks, model.blocks):
+        for a, b in zip(source.encoder.blocks, model.encoder.blocks):
             torch.testing.assert_close(b.spatial(x), a.spatial(x), rtol=1e-5, atol=1e-5)
         frames = torch.rand(2, 3, 32, 32)
         torch.testing.assert_close(model.tokenizer(frames), source.tokenizer(frames), rtol=1e-5, atol=1e-5)
@@ -265,8 +271,8 @@ def test_bfloat16_arrays_stored_as_v2(tmp_path):
     np.savez(tmp_path / "vit_bf16.npz", **bf16)
     model = random_model(1)
     load_vit_weights(model, tmp_path / "vit_bf16.npz")
-    expected = source.blocks[1].spatial.mlp.fc1.weight.detach().bfloat16().float()
-    assert torch.equal(model.blocks[1].spatial.mlp.fc1.weight.detach(), expected)
+    expected = source.encoder.blocks[1].spatial.mlp.fc1.weight.detach().bfloat16().float()
+    assert torch.equal(model.encoder.blocks[1].spatial.mlp.fc1.weight.detach(), expected)
 
 
 def test_sincos_model_takes_no_position_embedding(tmp_path):
@@ -408,9 +414,9 @@ def test_depth_mismatch(tmp_path):
     model = random_model(3)
     before = state(model)
     report = load_vit_weights(model, shallow, strict_depth=False)
-    assert torch.equal(model.blocks[0].spatial.attn.qkv.weight, source.blocks[0].spatial.attn.qkv.weight)
-    assert torch.equal(model.blocks[1].spatial.attn.qkv.weight, before["blocks.1.spatial.attn.qkv.weight"])
-    assert "blocks.1.spatial.attn.qkv.weight" in report.kept
+    assert torch.equal(model.encoder.blocks[0].spatial.attn.qkv.weight, source.encoder.blocks[0].spatial.attn.qkv.weight)
+    assert torch.equal(model.encoder.blocks[1].spatial.attn.qkv.weight, before["encoder.blocks.1.spatial.attn.qkv.weight"])
+    assert "encoder.blocks.1.spatial.attn.qkv.weight" in report.kept
 
 
 def test_unknown_block_key_is_refused(tmp_path):
@@ -436,7 +442,7 @@ def test_timm_layer_scale_is_folded(tmp_path):
     load_vit_weights(model, tmp_path / "deit3.safetensors")
     x = torch.randn(2, 17, 64)
     with torch.no_grad():
-        torch.testing.assert_close(model.blocks[1].spatial(x), source.blocks[1].spatial(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.encoder.blocks[1].spatial(x), source.encoder.blocks[1].spatial(x), rtol=1e-5, atol=1e-5)
 
 
 class _Boom:
@@ -552,7 +558,7 @@ def test_init_from_official_npz(tmp_path):
     model = TRecViT(reference.config.replace(num_classes=3))
     report = init_from_trecvit(model, OFFICIAL_FIXTURE)
     assert report.kept == ["head.classifier.bias", "head.classifier.weight"]
-    assert torch.equal(model.blocks[1].temporal.rg_lru.a_param, reference.blocks[1].temporal.rg_lru.a_param)
+    assert torch.equal(model.encoder.blocks[1].temporal.rg_lru.a_param, reference.encoder.blocks[1].temporal.rg_lru.a_param)
 
 
 def test_init_from_reference_file_reads_its_params(tmp_path):
@@ -567,14 +573,14 @@ def test_baseline_without_temporal_blocks(tmp_path):
     baseline = OrderBlindStub(cfg())
     report = init_from_trecvit(baseline, tmp_path / "ckpt")
     assert report.kept == []
-    assert "blocks.0.temporal.linear_x.weight" in report.skipped
+    assert "encoder.blocks.0.temporal.linear_x.weight" in report.skipped
     assert any("no temporal blocks" in n for n in report.notes)
     x = torch.randn(2, 17, 64)
     with torch.no_grad():
-        torch.testing.assert_close(baseline.blocks[1].spatial(x), source.blocks[1].spatial(x))
+        torch.testing.assert_close(baseline.encoder.blocks[1].spatial(x), source.encoder.blocks[1].spatial(x))
     assert torch.equal(baseline.head.classifier.weight, source.head.classifier.weight)
 
     baseline = OrderBlindStub(cfg())
     report = init_model_weights(baseline, write_vit(tmp_path, "big_vision_npz", source))
     assert report.kept == sorted(k for k in baseline.state_dict() if k.startswith("head."))
-    assert torch.equal(baseline.norm.weight, source.norm.weight)
+    assert torch.equal(baseline.encoder.norm.weight, source.encoder.norm.weight)

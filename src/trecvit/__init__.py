@@ -4,8 +4,6 @@ Videos are float tensors ``[B, T, 3, H, W]`` (channel-first frames) with RGB
 values in ``[0, 1]``.
 """
 
-__version__ = "0.1.0"
-
 import os as _os
 import sys as _sys
 
@@ -16,9 +14,11 @@ import sys as _sys
 if "torch" not in _sys.modules and _os.environ.get("TRECVIT_THP", "1") != "0":
     _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
+from trecvit._version import __version__  # noqa: E402
 from trecvit import io  # noqa: E402
 from trecvit.config import VARIANTS, TRecViTConfig  # noqa: E402
 from trecvit.checkpoints.official import OFFICIAL_CHECKPOINT_URL, load_official_checkpoint  # noqa: E402
+from trecvit.encoder import TRecViTEncoder  # noqa: E402
 from trecvit.model import TRecViT, TRecViTOutput, TRecViTStepOutput  # noqa: E402
 from trecvit.state import TRecViTState  # noqa: E402
 
@@ -26,6 +26,7 @@ __all__ = [
     "OFFICIAL_CHECKPOINT_URL",
     "TRecViT",
     "TRecViTConfig",
+    "TRecViTEncoder",
     "TRecViTOutput",
     "TRecViTState",
     "TRecViTStepOutput",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trecvit.init import lecun_normal_
+
 
 class ClassificationHead(nn.Module):
     """The official classification decoder.
@@ -27,6 +29,14 @@ class ClassificationHead(nn.Module):
         self.pre_logits = nn.Linear(width, rep_size) if rep_size else None
         self.feature_dim = rep_size or width
         self.classifier = nn.Linear(self.feature_dim, num_classes)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The official initialisation: LeCun-normal kernels, zero biases."""
+        for lin in (self.pre_logits, self.classifier):
+            if lin is not None:
+                lecun_normal_(lin.weight, fan_in=lin.in_features)
+                nn.init.zeros_(lin.bias)
 
     def frame_features(self, encoded: torch.Tensor) -> torch.Tensor:
         """``encoded [..., n, d]`` -> per-frame features ``[..., r]``."""

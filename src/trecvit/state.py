@@ -1,10 +1,18 @@
-"""The streaming state of TRecViT: plain tensors, constant in size."""
+"""The streaming state of TRecViT: plain tensors, constant in size, and its shape contract.
+
+:func:`state_shapes` is the one statement of which tensors a state holds and
+their shapes; :func:`zero_state` (behind ``model.init_state``),
+:func:`check_state` (behind ``model.step``) and the exporters read it.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
+
+if TYPE_CHECKING:
+    from trecvit.config import TRecViTConfig
 
 
 class TRecViTState(NamedTuple):
@@ -58,3 +66,68 @@ class TRecViTState(NamedTuple):
     def nbytes(self) -> int:
         """Memory held by the state, in bytes."""
         return sum(t.numel() * t.element_size() for t in self)
+
+
+# The batch axis of each field (the conv and lru states are stacked over layers first).
+STATE_BATCH_AXIS = {"conv": 1, "lru": 1, "feature_sum": 0, "num_frames": 0}
+STATE_DTYPES = {"conv": torch.float32, "lru": torch.float32, "feature_sum": torch.float32,
+                "num_frames": torch.int64}
+
+
+def state_shapes(config: "TRecViTConfig", batch_size: int, image_hw: tuple[int, int],
+                 feature_dim: int) -> dict[str, tuple[int, ...]]:
+    """The shape of each field of the state of ``batch_size`` streams of ``image_hw`` frames.
+
+    ``n = (H / p) (W / p)`` patch tokens, plus the class token with ``pool_type="tok"``;
+    ``feature_dim`` is the width of the head's per-frame features (0 for a trunk
+    without a head)."""
+    h, w = image_hw
+    p = config.patch_size
+    n = (h // p) * (w // p) + (1 if config.pool_type == "tok" else 0)
+    return {
+        "conv": (config.depth, batch_size, config.conv1d_width - 1, n, config.lru_width),
+        "lru": (config.depth, batch_size, n, config.lru_width),
+        "feature_sum": (batch_size, feature_dim),
+        "num_frames": (batch_size,),
+    }
+
+
+def zero_state(shapes: dict[str, tuple[int, ...]], device: torch.device | str | None = None) -> TRecViTState:
+    """A fresh state of the given :func:`state_shapes` (all zeros: every stream starts anew)."""
+    return TRecViTState(*(torch.zeros(shapes[f], dtype=STATE_DTYPES[f], device=device)
+                          for f in TRecViTState._fields))
+
+
+def check_state(state: object, expected: dict[str, tuple[int, ...]], *, what: str,
+                frames_shape: tuple[int, ...], device: torch.device) -> None:
+    """Static checks of a streaming ``state`` against :func:`state_shapes` (``expected``):
+    its type, every field's shape, dtype and device. ``what`` names the frames it goes with
+    (``"frame"``), ``frames_shape`` their ``[b, 3, H, W]``. Raises ``ValueError`` naming the
+    field and how to make a fitting state."""
+    if not isinstance(state, TRecViTState):
+        hint = (" (wrap a tuple of its four tensors with TRecViTState(*state))"
+                if isinstance(state, tuple) and len(state) == 4 else "")
+        raise ValueError(f"state must be a TRecViTState (from model.init_state), got "
+                         f"{type(state).__name__}{hint}")
+    for field, value in zip(TRecViTState._fields, state):
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"state.{field} must be a torch.Tensor, got {type(value).__name__}")
+    batch, hw = expected["num_frames"][0], tuple(frames_shape[-2:])
+    wrong = [f"state.{field} is {tuple(getattr(state, field).shape)}, expected {shape}"
+             for field, shape in expected.items() if tuple(getattr(state, field).shape) != shape]
+    if wrong:
+        streams = state.num_frames.shape[0] if state.num_frames.dim() == 1 else None
+        lead = (f"it holds {streams} streams but {what} has {batch}; "
+                if streams is not None and streams != batch else "")
+        raise ValueError(
+            f"state does not fit {what} of shape {(batch, 3, *hw)}: {lead}" + "; ".join(wrong)
+            + f" (make it with model.init_state(batch_size={batch}, image_size={hw}))")
+    for field, value in zip(TRecViTState._fields, state):
+        want = STATE_DTYPES[field]
+        if value.dtype != want:
+            raise ValueError(f"state.{field} must be {want}, got {value.dtype} (the state is "
+                             "float32, frame counts int64, whatever the model's dtype; make it "
+                             "with model.init_state)")
+        if value.device != device:
+            raise ValueError(f"state.{field} is on {value.device} but the frames are on {device}; "
+                             f"move the state with state.to({str(device)!r})")

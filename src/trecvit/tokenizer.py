@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trecvit.init import lecun_normal_
+
 
 def sincos2d_posemb(grid_h: int, grid_w: int, width: int, temperature: float = 10_000.0,
                     device: torch.device | None = None) -> torch.Tensor:
@@ -56,12 +58,28 @@ class Tokenizer(nn.Module):
         num_patches = grid_hw[0] * grid_hw[1]
         if posemb == "learn":
             self.pos_embed = nn.Parameter(torch.empty(1, num_patches, width))
-            nn.init.normal_(self.pos_embed, std=width ** -0.5)
+            self._reset_position_embedding()
         elif posemb == "sincos2d":
             self.register_buffer("pos_embed", sincos2d_posemb(*grid_hw, width), persistent=False)
         else:
             raise ValueError(f"unknown posemb {posemb!r}; expected 'learn' or 'sincos2d'")
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width)) if class_token else None
+
+    @torch.no_grad()
+    def _reset_position_embedding(self) -> None:
+        if isinstance(self.pos_embed, nn.Parameter):
+            nn.init.normal_(self.pos_embed, std=self.width ** -0.5)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The official initialisation: LeCun-normal patch embedding (fan-in ``3 p^2``), zero
+        bias, learnt position embedding ``N(0, 1 / d)``, zero class token."""
+        pe = self.patch_embed
+        lecun_normal_(pe.weight, fan_in=pe.weight[0].numel())
+        nn.init.zeros_(pe.bias)
+        self._reset_position_embedding()
+        if self.cls_token is not None:
+            nn.init.zeros_(self.cls_token)
 
     @property
     def num_prefix_tokens(self) -> int:

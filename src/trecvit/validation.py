@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 
 import torch
 
@@ -152,3 +153,14 @@ def int_at_least(value: object, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def size_hw(size: object, name: str = "image_size") -> tuple[int, int]:
+    """A frame size given as an int (square) or an ``(H, W)`` pair, as ``(H, W)`` positive ints;
+    a ``ValueError`` naming ``name`` otherwise. The one place that reads this convention."""
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence):
+        side = int_at_least(size, name)
+        return side, side
+    if len(size) != 2:
+        raise ValueError(f"{name} must be an int or an (H, W) pair, got {size!r}")
+    return int_at_least(size[0], f"{name}[0]"), int_at_least(size[1], f"{name}[1]")

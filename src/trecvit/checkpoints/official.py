@@ -152,18 +152,19 @@ def _layer_norm(params: Mapping[str, np.ndarray], src: str, dst: str) -> dict[st
 def convert_tokenizer(params: Mapping[str, np.ndarray], config: TRecViTConfig) -> dict[str, torch.Tensor]:
     # Conv kernel [1, p, p, 3, d] (t, y, x, in, out) -> Conv2d weight [d, 3, p, p].
     out = {
-        "tokenizer.patch_embed.weight": _t(params["tokenizer/embedding/kernel"][0].transpose(3, 2, 0, 1)),
-        "tokenizer.patch_embed.bias": _t(params["tokenizer/embedding/bias"]),
+        "encoder.tokenizer.patch_embed.weight": _t(
+            params["tokenizer/embedding/kernel"][0].transpose(3, 2, 0, 1)),
+        "encoder.tokenizer.patch_embed.bias": _t(params["tokenizer/embedding/bias"]),
     }
     if config.posemb == "learn":
-        out["tokenizer.pos_embed"] = _t(params["tokenizer/pos_embedding"])
+        out["encoder.tokenizer.pos_embed"] = _t(params["tokenizer/pos_embedding"])
     if config.pool_type == "tok":
-        out["tokenizer.cls_token"] = _t(params["tokenizer/cls"])
+        out["encoder.tokenizer.cls_token"] = _t(params["tokenizer/cls"])
     return out
 
 
 def convert_temporal_block(params: Mapping[str, np.ndarray], i: int) -> dict[str, torch.Tensor]:
-    src, dst = f"{_temporal(i)}/recurrent_block", f"blocks.{i}.temporal"
+    src, dst = f"{_temporal(i)}/recurrent_block", f"encoder.blocks.{i}.temporal"
     out = {f"{dst}.norm.scale": _t(params[f"{_temporal(i)}/temporal_pre_norm/scale"])}
     for name in ("linear_x", "linear_y", "linear_out"):
         out.update(_dense(params, f"{src}/{name}", f"{dst}.{name}"))
@@ -177,7 +178,7 @@ def convert_temporal_block(params: Mapping[str, np.ndarray], i: int) -> dict[str
 
 
 def convert_spatial_block(params: Mapping[str, np.ndarray], i: int) -> dict[str, torch.Tensor]:
-    src, dst = _spatial(i), f"blocks.{i}.spatial"
+    src, dst = _spatial(i), f"encoder.blocks.{i}.spatial"
     attn = f"{src}/MultiHeadDotProductAttention_0"
     out = _layer_norm(params, f"{src}/LayerNorm_0", f"{dst}.norm1")
     out.update(_layer_norm(params, f"{src}/LayerNorm_1", f"{dst}.norm2"))
@@ -198,7 +199,7 @@ def convert_spatial_block(params: Mapping[str, np.ndarray], i: int) -> dict[str,
 
 
 def convert_head(params: Mapping[str, np.ndarray], config: TRecViTConfig) -> dict[str, torch.Tensor]:
-    out = _layer_norm(params, "encoder/encoder_norm", "norm")
+    out = _layer_norm(params, "encoder/encoder_norm", "encoder.norm")
     if config.rep_size:
         out.update(_dense(params, "decoder/pre_logits", "head.pre_logits"))
     out.update(_dense(params, "decoder/cls_head", "head.classifier"))

@@ -15,8 +15,9 @@ Two starting points:
 :func:`init_model_weights` picks one by :func:`detect_weights_format`. Each
 returns a :class:`LoadReport` of what was loaded, kept, skipped and adapted.
 
-The functions touch only the state-dict names ``tokenizer.*``,
-``blocks.{i}.spatial.*``, ``blocks.{i}.temporal.*``, ``norm.*`` and ``head.*``
+The functions touch only the state-dict names ``encoder.tokenizer.*``,
+``encoder.blocks.{i}.spatial.*``, ``encoder.blocks.{i}.temporal.*``, ``encoder.norm.*``
+and ``head.*``
 and read ``model.config`` (a :class:`~trecvit.config.TRecViTConfig`), so they
 also serve models built from the same parts (e.g. a baseline without temporal
 blocks). Every check runs before the model is modified: a failed load leaves it
@@ -44,8 +45,10 @@ from torch.nn import functional as F
 
 from trecvit.config import TRecViTConfig
 from trecvit.checkpoints.official import (_as_float_array, convert_official_params, infer_config, open_npz,
-                             read_npz_arrays)
-from trecvit.checkpoints.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_config, read_safetensors
+                                          read_npz, read_npz_arrays)
+from trecvit.base import upgrade_state_dict
+from trecvit.checkpoints.auto import read_config
+from trecvit.checkpoints.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_safetensors
 from trecvit.validation import check_names_and_shapes
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ __all__ = [
     "TRECVIT_FORMATS",
     "VIT_FORMATS",
     "LoadReport",
+    "checkpoint_config",
     "detect_weights_format",
     "fold_input_norm",
     "init_from_trecvit",
@@ -197,7 +201,7 @@ def _npz_format(path: Path, keys: Sequence[str]) -> str:
 
 
 def _safetensors_format(path: Path, keys: Sequence[str]) -> str:
-    if "tokenizer.patch_embed.weight" in keys:
+    if "encoder.tokenizer.patch_embed.weight" in keys or "tokenizer.patch_embed.weight" in keys:
         return "trecvit_safetensors"
     if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in keys):
         return "hf_safetensors"
@@ -407,7 +411,7 @@ def _big_vision_layout(src: _Source) -> _ViTLayout:
 
     def block(cfg: TRecViTConfig, i: int, _: _Source) -> list[_Entry]:
         d, h, m = cfg.width, cfg.num_heads, cfg.mlp_dim
-        b, t = f"{pre}Transformer/encoderblock_{i}", f"blocks.{i}.spatial"
+        b, t = f"{pre}Transformer/encoderblock_{i}", f"encoder.blocks.{i}.spatial"
         a = f"{b}/MultiHeadDotProductAttention_0"
         qkv = ("query", "key", "value")
         return [
@@ -445,7 +449,7 @@ def _timm_layout(src: _Source) -> _ViTLayout:
 
     def block(cfg: TRecViTConfig, i: int, src: _Source) -> list[_Entry]:
         d, m = cfg.width, cfg.mlp_dim
-        b, t = f"blocks.{i}", f"blocks.{i}.spatial"
+        b, t = f"blocks.{i}", f"encoder.blocks.{i}.spatial"
         entries = [
             *_norm_entries(f"{b}.norm1.weight", f"{b}.norm1.bias", f"{t}.norm1", d),
             *_linear_entries(f"{b}.attn.qkv", f"{t}.attn.qkv", d, 3 * d, flax=False),
@@ -482,7 +486,7 @@ def _hf_layout(src: _Source) -> _ViTLayout:
 
     def block(cfg: TRecViTConfig, i: int, _: _Source) -> list[_Entry]:
         d, m = cfg.width, cfg.mlp_dim
-        b, t = f"{pre}encoder.layer.{i}", f"blocks.{i}.spatial"
+        b, t = f"{pre}encoder.layer.{i}", f"encoder.blocks.{i}.spatial"
         a = f"{b}.attention.attention"
         return [
             *_norm_entries(f"{b}.layernorm_before.weight", f"{b}.layernorm_before.bias", f"{t}.norm1", d),
@@ -594,7 +598,7 @@ def _patch_embedding(src: _Source, layout: _ViTLayout, cfg: TRecViTConfig, resiz
         weight, bias = fold_input_norm(weight, bias, *norm)
         report.notes.append(f"folded input normalisation mean={norm[0]} std={norm[1]} into the patch "
                             "embedding")
-    return {"tokenizer.patch_embed.weight": weight, "tokenizer.patch_embed.bias": bias}
+    return {"encoder.tokenizer.patch_embed.weight": weight, "encoder.tokenizer.patch_embed.bias": bias}
 
 
 def _pos_and_cls(src: _Source, layout: _ViTLayout, cfg: TRecViTConfig, target: Mapping[str, tuple],
@@ -602,8 +606,8 @@ def _pos_and_cls(src: _Source, layout: _ViTLayout, cfg: TRecViTConfig, target: M
                  report: LoadReport) -> dict[str, torch.Tensor]:
     d = cfg.width
     out: dict[str, torch.Tensor] = {}
-    learn = "tokenizer.pos_embed" in target
-    has_cls = "tokenizer.cls_token" in target
+    learn = "encoder.tokenizer.pos_embed" in target
+    has_cls = "encoder.tokenizer.cls_token" in target
     pos_cls = None
     pos_prefix = 0
     if layout.pos is not None:
@@ -623,7 +627,7 @@ def _pos_and_cls(src: _Source, layout: _ViTLayout, cfg: TRecViTConfig, target: M
                     patches = resample_pos_embed(patches, grid, cfg.grid_hw, mode)
                     report.notes.append(f"resampled pos_embed {grid[0]}x{grid[1]} -> "
                                         f"{cfg.grid_hw[0]}x{cfg.grid_hw[1]} ({mode})")
-                out["tokenizer.pos_embed"] = patches
+                out["encoder.tokenizer.pos_embed"] = patches
         if not learn:
             row = " (its class-token row was)" if pos_cls is not None else ""
             report.notes.append(f"the model's position embedding is the fixed {cfg.posemb}: the file's "
@@ -633,9 +637,10 @@ def _pos_and_cls(src: _Source, layout: _ViTLayout, cfg: TRecViTConfig, target: M
 
     cls_key = layout.cls if layout.cls in src else None
     if has_cls and cls_key is not None:
-        out.update(_convert_entries(src, [_Entry("tokenizer.cls_token", (cls_key,), ((1, 1, d),))], cfg))
+        cls_entry = _Entry("encoder.tokenizer.cls_token", (cls_key,), ((1, 1, d),))
+        out.update(_convert_entries(src, [cls_entry], cfg))
         if pos_cls is not None:
-            out["tokenizer.cls_token"] = out["tokenizer.cls_token"] + pos_cls
+            out["encoder.tokenizer.cls_token"] = out["encoder.tokenizer.cls_token"] + pos_cls
             report.notes.append("folded the class token's position embedding into cls_token (TRecViT adds "
                                 "none to the class token)")
     elif has_cls:
@@ -652,10 +657,10 @@ def load_vit_weights(model: nn.Module, path: str | Path, *, strict_depth: bool =
                      source_grid: tuple[int, int] | None = None) -> LoadReport:
     """Initialise the ViT parts of ``model`` from an image ViT's weights.
 
-    Sets the patch embedding (``tokenizer.patch_embed``, ``[d, 3, p, p]``), the
-    learnt position embedding (``tokenizer.pos_embed``, ``[1, gh * gw, d]``), the
-    class token (``tokenizer.cls_token``, ``[1, 1, d]``, if the model has one),
-    every spatial block (``blocks.{i}.spatial``) and the final ``norm``. The
+    Sets the trunk's patch embedding (``encoder.tokenizer.patch_embed``, ``[d, 3, p, p]``),
+    learnt position embedding (``encoder.tokenizer.pos_embed``, ``[1, gh * gw, d]``),
+    class token (``encoder.tokenizer.cls_token``, ``[1, 1, d]``, if the model has one),
+    every spatial block (``encoder.blocks.{i}.spatial``) and the final ``encoder.norm``. The
     temporal blocks and the head are left as they are.
 
     Args:
@@ -705,7 +710,7 @@ def load_vit_weights(model: nn.Module, path: str | Path, *, strict_depth: bool =
         raise ValueError(f"{path}: no transformer blocks found (keys like {layout.block_re.pattern!r})")
     if indices != list(range(len(indices))):
         raise ValueError(f"{path}: transformer blocks are numbered {indices}, expected 0..{len(indices) - 1}")
-    src_depth, depth = len(indices), len(model.blocks)
+    src_depth, depth = len(indices), len(model.encoder.blocks)
     if src_depth != depth:
         if strict_depth:
             raise ValueError(f"{path}: the file has {src_depth} transformer blocks but the model has depth "
@@ -715,7 +720,7 @@ def load_vit_weights(model: nn.Module, path: str | Path, *, strict_depth: bool =
     num_blocks = min(src_depth, depth)
     entries = [e for i in range(num_blocks) for e in layout.block(cfg, i, src)]
     if layout.norm[0] in src:  # the final norm (absent in timm models pooled through fc_norm)
-        entries += _norm_entries(*layout.norm, "norm", cfg.width)
+        entries += _norm_entries(*layout.norm, "encoder.norm", cfg.width)
     else:
         report.notes.append("no final norm in the file: norm kept as it was")
     if fmt != "big_vision_npz":
@@ -769,8 +774,8 @@ def _read_trecvit(path: Path, fmt: str, cfg: TRecViTConfig, report: LoadReport
             raise ValueError(f"{path}: {err}") from err
         return convert_official_params(params, src_cfg, source=str(path)), src_cfg
     weights = _weights_file(path)
-    src_cfg = read_config(path / CONFIG_NAME)[0] if fmt == "trecvit_dir" else None
-    state = read_safetensors(weights)
+    src_cfg = read_config(path)[0] if fmt == "trecvit_dir" else None
+    state = upgrade_state_dict(read_safetensors(weights))
     for key, tensor in state.items():
         if not tensor.is_floating_point():
             raise ValueError(f"{weights}: tensor {key!r} has dtype {tensor.dtype}; weights must be "
@@ -785,7 +790,7 @@ def init_from_trecvit(model: nn.Module, path: str | Path, *,
     Args:
         model: a :class:`trecvit.TRecViT`, or a model with its attribute names
             (a model without temporal blocks loads the rest; the checkpoint's
-            ``blocks.*.temporal.*`` tensors are then skipped and reported).
+            ``encoder.blocks.*.temporal.*`` tensors are then skipped and reported).
         path: an official TRecViT ``.npz`` (also the reference-output files, whose
             weights are under ``params/``), a ``save_pretrained`` folder
             (``config.json`` + ``model.safetensors``) or a bare ``model.safetensors``.
@@ -813,7 +818,7 @@ def init_from_trecvit(model: nn.Module, path: str | Path, *,
     expected = dict(target)
 
     if not any(".temporal." in k for k in target):
-        temporal = sorted(k for k in state if re.match(r"blocks\.\d+\.temporal\.", k))
+        temporal = sorted(k for k in state if re.match(r"encoder\.blocks\.\d+\.temporal\.", k))
         if temporal:
             for k in temporal:
                 del state[k]
@@ -833,7 +838,7 @@ def init_from_trecvit(model: nn.Module, path: str | Path, *,
         report.notes.append(f"the checkpoint has {num_src} classes, the model "
                             f"{target[weight][0]}: head.classifier kept at its fresh initialisation")
 
-    pos = "tokenizer.pos_embed"
+    pos = "encoder.tokenizer.pos_embed"
     if pos in state and pos in target and tuple(state[pos].shape) != target[pos]:
         shape, want = tuple(state[pos].shape), target[pos]
         if len(shape) == 3 and shape[0] == 1 and shape[2] == want[2]:
@@ -853,6 +858,23 @@ def init_from_trecvit(model: nn.Module, path: str | Path, *,
     report.skipped = sorted(report.skipped)
     logger.info(report.summary())
     return report
+
+
+def checkpoint_config(path: str | Path):
+    """The config of a TRecViT checkpoint (official ``.npz``, ``save_pretrained`` folder or its
+    ``model.safetensors``), e.g. to build the model to fine-tune from it; ``None`` for an image
+    ViT's weights (they fix only the ViT part)."""
+    path = Path(path)
+    fmt = detect_weights_format(path)
+    if fmt == "trecvit_dir":
+        return read_config(path)[0]
+    if fmt == "trecvit_safetensors":
+        if not (path.parent / CONFIG_NAME).is_file():
+            raise ValueError(f"{path}: a bare model.safetensors needs its {CONFIG_NAME} beside it")
+        return read_config(path.parent)[0]
+    if fmt == "trecvit_npz":
+        return infer_config({k: tuple(v.shape) for k, v in read_npz(path).items()})
+    return None
 
 
 def init_model_weights(model: nn.Module, path: str | Path, *, strict_depth: bool = True,

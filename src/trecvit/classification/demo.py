@@ -6,7 +6,8 @@ played backwards, the demo trains a small TRecViT and the same ViT with its
 temporal blocks removed (frames averaged, :class:`trecvit.baselines.FrameAverageViT`),
 evaluates both on held-out clips, prints a comparison, saves the TRecViT
 (``save_pretrained``), the training curves, and a held-out clip as ``.mp4``, and
-classifies that clip frame by frame with ``trecvit classify --stream``.
+classifies that clip frame by frame as ``trecvit classify --stream`` does
+(:func:`trecvit.classification.inference.classify_stream`).
 Everything is seeded: the numbers are the same on every run on the same machine.
 """
 
@@ -124,7 +125,9 @@ def _prepare(out: Path, overwrite: bool) -> None:
 def run_demo(out_dir: str | Path = "trecvit-demo", *, overwrite: bool = False, quick: bool = False,
              seed: int = 0) -> DemoResult:
     """Run the demo (see the module docstring); prints its progress and the table."""
-    from trecvit.cli import main as cli_main
+    from trecvit.checkpoints.auto import load_model
+    from trecvit.classification.inference import classify_stream, clip_settings
+    from trecvit.classification.labels import CLASSES_NAME, load_labels
     from trecvit.data.synthetic import MOTION_CLASSES, REVERSED_PAIRS, write_synthetic_videos
 
     t0 = time.perf_counter()
@@ -148,10 +151,9 @@ def run_demo(out_dir: str | Path = "trecvit-demo", *, overwrite: bool = False, q
     res_b = Trainer(base_cfg).fit()
     minutes_b = (time.perf_counter() - t) / 60
 
-    from trecvit.checkpoints.pretrained import load_pretrained
-
-    n_t = sum(p.numel() for p in load_pretrained(res_t.model_dir).parameters())
-    n_b = sum(p.numel() for p in load_pretrained(res_b.model_dir).parameters())
+    model_t = load_model(res_t.model_dir)
+    n_t = model_t.num_parameters()
+    n_b = load_model(res_b.model_dir).num_parameters()
     rows = [pair_scores("TRecViT", res_t.final_eval, minutes_t, n_t),
             pair_scores("frame-average ViT (baseline)", res_b.final_eval, minutes_b, n_b)]
     plot_curves({"TRecViT": out / "trecvit" / "metrics.csv",
@@ -170,7 +172,10 @@ def run_demo(out_dir: str | Path = "trecvit-demo", *, overwrite: bool = False, q
     # a clip of "moving right": the reverse of "moving left", which the baseline cannot tell apart
     clip = next((c for c in clips if c.stem.endswith("moving_right")), clips[0])
     print(f"$ trecvit classify {clip} --checkpoint {res_t.model_dir} --stream --top-k 3", flush=True)
-    cli_main(["classify", str(clip), "--checkpoint", str(res_t.model_dir), "--stream", "--top-k", "3"])
+    labels = load_labels(model_t.config.num_classes, res_t.model_dir / CLASSES_NAME)
+    settings = clip_settings(model_t, res_t.model_dir)
+    classify_stream(model_t, clip, labels, top=3, stride=settings.stride, image_size=settings.image_size,
+                    write=lambda line: print(line, flush=True))
 
     trecvit, baseline = rows
     passed = trecvit.top1 >= TARGET_TOP1 and abs(baseline.within_pair - 0.5) <= BASELINE_PAIR_BAND

@@ -1,4 +1,4 @@
-"""Classifying videos with a trained TRecViT: loading, labels, full-clip and streaming runs.
+"""Classifying videos with a trained model: clip settings, full-clip and streaming runs.
 
 These are the functions behind ``trecvit classify``; they are usable from
 Python as well.
@@ -6,51 +6,35 @@ Python as well.
 
 from __future__ import annotations
 
-import os
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from trecvit.checkpoints.official import OFFICIAL_CHECKPOINT_URL, load_official_checkpoint
+from trecvit.base import VideoClassifier
+from trecvit.checkpoints.auto import CHECKPOINT_ENV, load_model, model_folder
+from trecvit.checkpoints.pretrained import PreprocessorConfig, read_preprocessor
 from trecvit.classification.labels import top_k
 from trecvit.io import iter_frames, read_video
 from trecvit.model import TRecViT
 
-CHECKPOINT_ENV = "TRECVIT_CHECKPOINT"
+__all__ = ["CHECKPOINT_ENV", "Prediction", "StreamUpdate", "classify_stream", "classify_video",
+           "clip_settings", "format_top", "load_model", "stream_video"]
 
-
-def how_to_get_checkpoint() -> str:
-    """Where the official checkpoint is published and how to prepare it."""
-    return (f"The official TRecViT-B Kinetics-400 checkpoint is published at\n"
-            f"  {OFFICIAL_CHECKPOINT_URL}\n"
-            f"Download it, convert it once with\n"
-            f"  trecvit convert trecvit_B_k400.npz checkpoints/trecvit_B_k400\n"
-            f"then pass --checkpoint checkpoints/trecvit_B_k400 (or set {CHECKPOINT_ENV}).")
-
-
-def load_model(checkpoint: str | Path | None, device: str | torch.device = "cpu") -> TRecViT:
-    """Load a model from a ``save_pretrained`` folder or an official ``.npz`` file.
-
-    ``None`` falls back to the ``TRECVIT_CHECKPOINT`` environment variable. A
-    missing checkpoint raises ``FileNotFoundError`` saying how to get one.
-    """
-    if checkpoint is None:
-        checkpoint = os.environ.get(CHECKPOINT_ENV) or None
-    if checkpoint is None:
-        raise FileNotFoundError("no checkpoint given (--checkpoint).\n" + how_to_get_checkpoint())
-    path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} not found.\n" + how_to_get_checkpoint())
-    if path.is_file() and path.suffix == ".safetensors":
-        model = TRecViT.from_pretrained(path.parent)  # the weights file of a converted folder
-    elif path.is_file():
-        model = load_official_checkpoint(path)
-    else:
-        model = TRecViT.from_pretrained(path)
-    return model.to(device).eval()
+def clip_settings(model: VideoClassifier, checkpoint: str | Path | None = None) -> PreprocessorConfig:
+    """The clip settings to run ``model`` with: those it was trained with (the
+    ``preprocessor_config.json`` of its ``checkpoint`` folder, written by ``trecvit train``), or
+    else its own: ``frames_per_clip`` frames (when the config has it), stride 1, its frame size."""
+    folder = model_folder(checkpoint) if checkpoint is not None else None
+    saved = read_preprocessor(folder) if folder is not None else None
+    if saved is not None:
+        return saved
+    cfg = model.config
+    return PreprocessorConfig(num_frames=getattr(cfg, "frames_per_clip", 16), stride=1,
+                              image_size=cfg.image_hw)
 
 
 @dataclass
@@ -68,13 +52,16 @@ class Prediction:
 
 
 @torch.inference_mode()
-def classify_video(model: TRecViT, path: str | Path, labels: list[str], *, num_frames: int | None = None,
-                   top: int = 5, **read_kwargs) -> Prediction:
-    """Classify one video file as a whole (``num_frames`` sampled, default ``frames_per_clip``)."""
+def classify_video(model: VideoClassifier, path: str | Path, labels: list[str], *,
+                   num_frames: int | None = None, top: int = 5, image_size: tuple[int, int] | None = None,
+                   **read_kwargs) -> Prediction:
+    """Classify one video file as a whole: ``num_frames`` frames (default: the model's
+    ``frames_per_clip``) sampled as ``read_kwargs`` say (:func:`trecvit.io.read_video`),
+    resized and centre-cropped to ``image_size`` (default: the model's)."""
     cfg = model.config
-    num_frames = num_frames or cfg.frames_per_clip
+    num_frames = num_frames or clip_settings(model).num_frames
     device = model.tokenizer.patch_embed.weight.device
-    video = read_video(path, num_frames, cfg.image_hw, **read_kwargs).to(device)  # (t, 3, H, W)
+    video = read_video(path, num_frames, image_size or cfg.image_hw, **read_kwargs).to(device)  # (t, 3, H, W)
     start = time.perf_counter()
     out = model(video[None])
     seconds = time.perf_counter() - start
@@ -92,16 +79,55 @@ class StreamUpdate:
 
 @torch.inference_mode()
 def stream_video(model: TRecViT, path: str | Path, labels: list[str], *, top: int = 5,
-                 stride: int = 1, offset: int = 0, max_frames: int | None = None
-                 ) -> Iterator[StreamUpdate]:
+                 stride: int = 1, offset: int = 0, max_frames: int | None = None,
+                 image_size: tuple[int, int] | None = None) -> Iterator[StreamUpdate]:
     """Decode ``path`` lazily and run it frame by frame through :meth:`TRecViT.step`,
     yielding the running prediction after every frame."""
-    cfg = model.config
     device = model.tokenizer.patch_embed.weight.device
-    state = model.init_state(1, device=device)
-    frames = iter_frames(path, cfg.image_hw, stride=stride, offset=offset, max_frames=max_frames)
+    image_size = image_size or model.config.image_hw
+    state = model.init_state(1, image_size=image_size, device=device)
+    frames = iter_frames(path, image_size, stride=stride, offset=offset, max_frames=max_frames)
     for index, frame in enumerate(frames):
         start = time.perf_counter()
         out, state = model.step(frame.to(device)[None], state)
         probs = out.probs[0].cpu()
         yield StreamUpdate(index, top_k(probs, labels, top), time.perf_counter() - start)
+
+
+def format_top(top: list[tuple[int, str, float]]) -> str:
+    """The top-k lines of ``trecvit classify``."""
+    return "\n".join(f"  {rank:>2}. {name:<40s} {prob:7.2%}  (class {index})"
+                     for rank, (index, name, prob) in enumerate(top, 1))
+
+
+def classify_stream(model: TRecViT, path: str | Path, labels: list[str], *, top: int = 5,
+                    stride: int = 1, offset: int = 0, max_frames: int | None = None,
+                    image_size: tuple[int, int] | None = None, print_every: int = 1,
+                    json_lines: bool = False, write: Callable[[str], None] = print) -> StreamUpdate:
+    """:func:`stream_video` with a report (``trecvit classify --stream``): the running top-1 every
+    ``print_every`` frames (or one JSON object per frame with ``json_lines``), then the final
+    top-k and the frames per second, each line passed to ``write``. Returns the last update;
+    ``ValueError`` when the video yields no frame."""
+    start = time.perf_counter()
+    step_seconds = 0.0
+    update = None
+    for update in stream_video(model, path, labels, top=top, stride=stride, offset=offset,
+                               max_frames=max_frames, image_size=image_size):
+        step_seconds += update.step_seconds
+        n = update.frame + 1
+        best = update.top[0]
+        if json_lines:
+            write(json.dumps({"video": str(path), "frame": update.frame, "index": best[0],
+                              "label": best[1], "prob": round(best[2], 6)}))
+        elif n % print_every == 0:
+            write(f"{path} frame {update.frame:5d}  top-1: {best[1]} ({best[2]:.1%})  "
+                  f"{n / step_seconds:6.1f} frames/s")
+    if update is None:
+        raise ValueError(f"{path}: no frames to stream (offset {offset} beyond the end?)")
+    n = update.frame + 1
+    wall = time.perf_counter() - start
+    if not json_lines:
+        write(f"{path}: after {n} frames (streamed)\n{format_top(update.top)}")
+        write(f"{n} frames: {n / step_seconds:.1f} frames/s in model.step, "
+              f"{n / wall:.1f} frames/s with decoding")
+    return update

@@ -20,7 +20,7 @@ COMMAND_GROUPS = (checkpoints, classify, tools, train, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trecvit import __version__
+    from trecvit._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="trecvit",
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "classify videos (whole or frame by frame), verify the installation, profile and "
                     "export the model, train and evaluate classifiers, and run the training demo.")
     parser.add_argument("--version", action="version", version=f"trecvit {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log at debug level and show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     for group in COMMAND_GROUPS:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.command == "convert" and args.image_size is not None and len(args.image_size) > 2:
+    if isinstance(getattr(args, "image_size", None), list) and len(args.image_size) > 2:
         parser.error(f"--image-size takes one int or H W, got {len(args.image_size)} values")
     if getattr(args, "offset", 0) < 0:
         parser.error(f"--offset must be >= 0, got {args.offset}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from trecvit.cli.common import format_top
+from trecvit.cli.common import image_size_arg
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -24,7 +24,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.frames_per_clip is not None:
         overrides["frames_per_clip"] = args.frames_per_clip
     if args.image_size is not None:
-        overrides["image_size"] = tuple(args.image_size) if len(args.image_size) == 2 else args.image_size[0]
+        overrides["image_size"] = image_size_arg(args.image_size, "--image-size")
     config = infer_config({k: v.shape for k, v in params.items()}, **overrides)
     if args.variant is not None:
         # The variant fixes the trunk; the file still says how many classes etc.
@@ -54,6 +54,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from trecvit.classification import classify_video, load_labels, load_model
+    from trecvit.classification.inference import format_top
     from trecvit.tools.verify import run_checks
 
     model = load_model(args.checkpoint) if args.checkpoint else None
@@ -84,8 +85,9 @@ def add_parsers(sub) -> None:
                        description="Convert an official TRecViT checkpoint (JAX .npz, e.g. "
                                    "trecvit_B_k400.npz) to a folder with config.json and "
                                    "model.safetensors. Every array is checked; nothing is unpickled.")
-    p.add_argument("checkpoint", metavar="OFFICIAL.npz", help="the official checkpoint file")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if needed)")
+    p.add_argument("checkpoint", metavar="OFFICIAL.npz", help="the official checkpoint file to convert")
+    p.add_argument("out_dir", metavar="OUT_DIR",
+                   help="the folder to write config.json and model.safetensors to (created if needed)")
     p.add_argument("--variant", choices=list(VARIANTS), default=None,
                    help="expected ViT size (e.g. B); refuse a checkpoint of another size "
                         "(default: read the size off the arrays)")
@@ -96,7 +98,7 @@ def add_parsers(sub) -> None:
                    help="frame size: one int (square) or H W (default: read off the learnt "
                         "position embedding; 224 for the official model)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing model.safetensors in OUT_DIR")
+                   help="replace an existing model.safetensors in OUT_DIR (default: refuse to)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("verify", help="check this installation reproduces the official model",
@@ -105,7 +107,8 @@ def add_parsers(sub) -> None:
                                    "the full clip, decode and time the official demo clip. Exits "
                                    "non-zero if any check fails.")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
-                   help="also classify the demo clip with this checkpoint (folder or official .npz)")
+                   help="also classify the demo clip with this checkpoint, a folder or an official .npz "
+                        "(default: none; the clip is timed with a randomly initialised model)")
     p.add_argument("--variant", choices=list(VARIANTS), default="S",
                    help="size of the randomly initialised model timed on the demo clip when no "
                         "--checkpoint is given (default S)")

@@ -42,7 +42,16 @@ def check_output(path: str | None, flag: str, overwrite: bool) -> None:
 
 
 
-def format_top(top: list[tuple[int, str, float]]) -> str:
-    return "\n".join(f"  {rank:>2}. {name:<40s} {prob:7.2%}  (class {index})"
-                     for rank, (index, name, prob) in enumerate(top, 1))
+def image_size_arg(values: list[int] | None, flag: str) -> tuple[int, int] | None:
+    """An ``--image-size`` given as one int (square) or ``H W`` (``nargs="+"``), as ``(H, W)``;
+    ``None`` when not given."""
+    from trecvit.validation import size_hw
 
+    if values is None:
+        return None
+    if len(values) > 2:
+        raise ValueError(f"{flag} takes one int or H W, got {len(values)} values")
+    try:
+        return size_hw(values[0] if len(values) == 1 else tuple(values), flag)
+    except ValueError as err:
+        raise ValueError(f"{flag}: {err}") from None

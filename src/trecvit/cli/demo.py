@@ -37,11 +37,13 @@ def add_parsers(sub) -> None:
                     "comparison table, save the model, the training curves and a held-out clip as "
                     ".mp4, and classify that clip frame by frame. Exits 1 if TRecViT misses 90% "
                     "top-1.")
-    p.add_argument("--out-dir", default="trecvit-demo", help="output folder (default trecvit-demo)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out-dir")
+    p.add_argument("--out-dir", default="trecvit-demo",
+                   help="the folder to write the models, curves and clip to (default trecvit-demo)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier demo in --out-dir (default: refuse to)")
     p.add_argument("--quick", action="store_true",
                    help="a one-minute smoke run (tiny data and few steps; no accuracy target)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the data and the training (default 0)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -49,10 +51,13 @@ def add_parsers(sub) -> None:
         description="Render clips of the built-in synthetic motion dataset to OUT_DIR/videos/*.mp4 "
                     "with OUT_DIR/labels.csv (path,label) and OUT_DIR/classes.txt, e.g. to try "
                     "`trecvit train --data csv --train-data OUT_DIR/labels.csv`.")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write")
-    p.add_argument("--size", type=int, default=240, help="number of clips (default 240)")
-    p.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
-    p.add_argument("--image-size", type=int, default=32, help="frame side in pixels (default 32)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR")
+    p.add_argument("out_dir", metavar="OUT_DIR",
+                   help="the folder to write videos/, labels.csv and classes.txt to")
+    p.add_argument("--size", type=int, default=240, help="number of clips to write (default 240)")
+    p.add_argument("--frames", type=int, default=8, help="frames per rendered clip (default 8)")
+    p.add_argument("--image-size", type=int, default=32,
+                   help="side of the square frames in pixels (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the rendered clips (default 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty OUT_DIR, replacing its videos (default: refuse to)")
     p.set_defaults(func=cmd_synthetic)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from trecvit.cli.common import check_output, device_type, positive_list
+from trecvit.cli.common import check_output, device_type, image_size_arg, positive_list
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -25,19 +25,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.check_frames < 0:
         raise ValueError(f"--check-frames must be >= 0 (0: no check), got {args.check_frames}")
-    if args.image_size is not None and len(args.image_size) > 2:
-        raise ValueError(f"--image-size takes one int or H W, got {len(args.image_size)} values")
+    image_size = image_size_arg(args.image_size, "--image-size")
     for flag, path in outputs:  # fail before the (slow) load and export
         if Path(path).exists() and not args.overwrite:
             raise ValueError(f"{flag} {path} already exists; pass --overwrite to replace it")
-    image_size = None if args.image_size is None else (
-        args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size))
     dynamic = not args.static_batch
     batch_txt = "dynamic batch" if dynamic else f"fixed batch {args.batch_size}"
 
     model = load_model(args.checkpoint)
-    h, w = model.config.image_hw if image_size is None else (
-        image_size if isinstance(image_size, tuple) else (image_size, image_size))
+    h, w = model.config.image_hw if image_size is None else image_size
     ok = True
     try:
         checks = []
@@ -97,24 +93,26 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print("measuring this machine's fp32 matmul rate ...", file=sys.stderr)
         ceilings = measure_ceilings(device, quick=True)
     mode = "stream (per frame)" if args.stream else "full clip"
-    print(f"TRecViT-{args.variant} at {args.size} x {args.size}, batch {args.batch}, {mode}, "
+    name = f"{args.arch}-{args.variant}" if args.arch != "trecvit" else f"TRecViT-{args.variant}"
+    print(f"{name} at {args.size} x {args.size}, batch {args.batch}, {mode}, "
           f"{'bfloat16 autocast' if args.bf16 else 'float32'}{', compiled' if args.compile else ''}, "
           f"on {device} ({torch.get_num_threads()} threads)", flush=True)
     rows = profile_model(args.variant, args.frame_counts, size=args.size, batch=args.batch,
                          stream=args.stream, device=args.device, repeats=args.repeats,
                          memory=not args.no_memory, amp=args.bf16, compile=args.compile,
-                         progress=lambda msg: print(f"  running {msg} ...", file=sys.stderr, flush=True))
+                         progress=lambda msg: print(f"  running {msg} ...", file=sys.stderr, flush=True),
+                         arch=args.arch)
     if ceilings:
         print(f"fp32 matmul rate of this machine: {ceilings.matmul_gflops:.1f} GFLOP/s")
     print(format_table(rows, stream=args.stream, ceilings=ceilings))
-    title = f"TRecViT-{args.variant}, {args.size}x{args.size}, {mode}, {device}"
+    title = f"{name}, {args.size}x{args.size}, {mode}, {device}"
     if args.plot:
         plot_rows(rows, args.plot, title=title, stream=args.stream)
         print(f"plot: {args.plot}")
     if args.json:
         from trecvit.checkpoints.integrity import atomic_write
 
-        payload = {"variant": args.variant, "size": args.size, "batch": args.batch,
+        payload = {"arch": args.arch, "variant": args.variant, "size": args.size, "batch": args.batch,
                    "stream": args.stream, "device": str(device), "rows": [asdict(r) for r in rows],
                    "ceilings": ceilings.to_dict() if ceilings else None}
         atomic_write(Path(args.json), lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
@@ -122,9 +120,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_parsers(sub) -> None:
     """Add ``profile`` and ``export``."""
+    from trecvit.architectures import ARCH_NAMES
     from trecvit.config import VARIANTS
 
     p = sub.add_parser("profile", help="parameters, GFLOPs, peak memory, latency and frames/s",
@@ -133,22 +131,33 @@ def add_parsers(sub) -> None:
                                    "latency (median of --repeats after a warm-up) and frames/s, "
                                    "for each clip length; --stream profiles model.step instead "
                                    "(per-frame figures for a stream of that many frames).")
-    p.add_argument("--variant", choices=list(VARIANTS), default="B", help="model size (default B)")
+    p.add_argument("--arch", choices=ARCH_NAMES, default="trecvit",
+                   help="the architecture to profile, a name of the architecture table (default trecvit)")
+    p.add_argument("--variant", choices=list(VARIANTS), default="B",
+                   help="the model size to profile (default B)")
     p.add_argument("--frames", dest="frame_counts", type=positive_list, default=[8, 16, 32, 64],
-                   metavar="N,N,...", help="clip lengths, comma-separated (default 8,16,32,64)")
-    p.add_argument("--size", type=int, default=224, help="frame height = width (default 224)")
-    p.add_argument("--batch", type=int, default=1, help="videos or streams per call (default 1)")
-    p.add_argument("--stream", action="store_true", help="profile model.step frame by frame")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
-    p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (or step) first")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+                   metavar="N,N,...", help="clip lengths to profile, comma-separated (default 8,16,32,64)")
+    p.add_argument("--size", type=int, default=224, help="side of the square frames in pixels (default 224)")
+    p.add_argument("--batch", type=int, default=1, help="number of videos (or streams) per call (default 1)")
+    p.add_argument("--stream", action="store_true",
+                   help="profile model.step frame by frame instead of the full clip")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed runs after the warm-up, of which the median is reported (default 3)")
+    p.add_argument("--device", type=device_type, default="cpu",
+                   help="the torch device to profile on, cpu or cuda (default cpu)")
+    p.add_argument("--bf16", action="store_true", help="run under bfloat16 autocast (default: float32)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (or step) before timing it")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the peak-memory runs (one fresh process each)")
     p.add_argument("--ceiling", action="store_true",
                    help="also measure the fp32 matmul rate and print GFLOP/s as a fraction of it")
-    p.add_argument("--plot", default=None, metavar="PNG", help="save a plot of cost against frames")
-    p.add_argument("--json", default=None, metavar="FILE", help="save the table as JSON")
-    p.add_argument("--overwrite", action="store_true", help="replace existing --plot / --json files")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="save a plot of cost against frames to this PNG file (default: no plot)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="save the table to this JSON file (default: not saved)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing --plot / --json files (default: refuse to)")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("export", help="export the streaming step (model.step) to ONNX / torch.export",
@@ -160,9 +169,12 @@ def add_parsers(sub) -> None:
                                    'extra: pip install "trecvit[export]".')
     p.add_argument("checkpoint", metavar="DIR",
                    help="folder from `trecvit convert` / save_pretrained, or an official .npz")
-    p.add_argument("--onnx", default=None, metavar="FILE", help="ONNX file to write (e.g. step.onnx)")
+    p.add_argument("--onnx", default=None, metavar="FILE",
+                   help="the ONNX file to write, e.g. step.onnx (default: none; give it and/or "
+                        "--torch-export)")
     p.add_argument("--torch-export", default=None, metavar="FILE",
-                   help="also (or instead) write a torch.export program (.pt2, torch.export.load)")
+                   help="also (or instead) write a torch.export program to this .pt2 file, read back by "
+                        "torch.export.load (default: none)")
     p.add_argument("--batch-size", type=int, default=1,
                    help="streams per call for the example inputs and the check (default 1); the "
                         "exported batch axis is dynamic unless --static-batch")
@@ -171,8 +183,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--image-size", type=int, nargs="+", default=None, metavar="SIZE",
                    help="frame size, one int (square) or H W (default: the model's); fixed in the export")
     p.add_argument("--opset", type=int, default=None,
-                   help="ONNX opset (default: the exporter's, 20 with torch 2.13)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+                   help="the ONNX opset to export to (default: the exporter's, 20 with torch 2.13)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (default: refuse to)")
     p.add_argument("--check-frames", type=int, default=20, metavar="N",
                    help="random frames to run through the export and model.step for the check "
                         "(default 20; 0: no check)")

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from trecvit.cli.common import device_type
+from trecvit.cli.common import device_type, image_size_arg
 
 logger = logging.getLogger(__name__)
 
@@ -60,24 +60,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from trecvit.checkpoints.auto import model_folder, resolve_checkpoint
+    from trecvit.classification.inference import clip_settings, load_model
+    from trecvit.classification.labels import CLASSES_NAME
     from trecvit.data.datasets import build_dataset
-    from trecvit.classification.inference import load_model
     from trecvit.training import evaluate
     from trecvit.training.data import read_class_names
     from trecvit.training.metrics import per_class_table
 
-    model = load_model(args.checkpoint, device=args.device)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    image_size = image_size_arg(args.image_size, "--image-size")  # before the (slow) load
+    model = load_model(checkpoint, device=args.device)
     cfg = model.config
-    classes_file = Path(args.checkpoint) / "classes.txt"
-    classes = read_class_names(str(classes_file)) if classes_file.is_file() else None
+    folder = model_folder(checkpoint)
+    classes_file = folder / CLASSES_NAME if folder is not None else None
+    classes = read_class_names(str(classes_file)) if classes_file and classes_file.is_file() else None
     labels = args.labels
     if args.data == "csv" and labels:
         classes, labels = read_class_names(labels), None
-    num_frames = args.num_frames or cfg.frames_per_clip
-    image_size = args.image_size or cfg.image_hw[0]
+    # the clip settings the model was trained with (its preprocessor_config.json), unless given
+    clips = clip_settings(model, checkpoint)
     dataset = build_dataset(args.data, args.val_data, video_root=args.video_root, labels=labels,
-                            classes=classes, train=False, views=args.views, num_frames=num_frames,
-                            stride=args.stride, image_size=image_size, decode_threads=args.decode_threads)
+                            classes=classes, train=False, views=args.views,
+                            num_frames=args.num_frames or clips.num_frames,
+                            stride=args.stride or clips.stride, image_size=image_size or clips.image_size,
+                            decode_threads=args.decode_threads)
     if dataset.num_classes != cfg.num_classes:
         raise ValueError(f"the data has {dataset.num_classes} classes but the model {cfg.num_classes}; "
                          "pass the class list the model was trained with (classes.txt in the "
@@ -112,7 +119,9 @@ def add_parsers(sub) -> None:
                     "under torchrun for several processes (DDP). The run folder gets config.yaml, "
                     "metrics.csv, TensorBoard events, checkpoints/, curves.png, per_class.csv and the "
                     "final model/ (a save_pretrained folder).")
-    p.add_argument("--config", default=None, metavar="YAML", help="training options file")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="a YAML file of training options, applied over the defaults and under the "
+                        "command-line options (default: none)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out-dir from its newest complete checkpoint (with its "
                         "saved config.yaml when no --config is given)")
@@ -124,24 +133,37 @@ def add_parsers(sub) -> None:
         description="Evaluate a trained model on a labelled video set: each video is cut into "
                     "--views temporal clips x spatial crops whose scores are averaged.")
     p.add_argument("--checkpoint", required=True, metavar="DIR",
-                   help="save_pretrained folder (e.g. RUN/model) or official .npz")
+                   help="the model to evaluate: a save_pretrained folder (e.g. RUN/model) or an official "
+                        ".npz (required)")
     p.add_argument("--data", choices=[f for f in DATA_FORMATS if f != "synthetic"], required=True,
-                   help="dataset format")
+                   help="the dataset format of --val-data (required)")
     p.add_argument("--val-data", required=True, metavar="PATH",
-                   help="folder (folder), CSV (csv, kinetics) or JSON (ssv2) of the videos to evaluate")
-    p.add_argument("--video-root", default=None, help="where the videos are (csv, kinetics, ssv2)")
+                   help="the folder (folder), CSV (csv, kinetics) or JSON (ssv2) of the videos to evaluate "
+                        "(required)")
+    p.add_argument("--video-root", default=None,
+                   help="where the videos are, for csv, kinetics and ssv2 (default: none)")
     p.add_argument("--labels", default=None,
                    help="SSv2 labels JSON, or for csv a class-name file (default: the checkpoint's "
                         "classes.txt)")
-    p.add_argument("--views", default="4x3", help="temporal clips x spatial crops (default 4x3)")
+    p.add_argument("--views", default="4x3",
+                   help="temporal clips x spatial crops per video, whose scores are averaged (default 4x3)")
     p.add_argument("--num-frames", type=int, default=None,
-                   help="frames per view (default: the model's frames_per_clip)")
-    p.add_argument("--stride", type=int, default=1, help="frame stride within a view (default 1)")
-    p.add_argument("--image-size", type=int, default=None, help="crop size (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=4, help="videos per batch (default 4)")
-    p.add_argument("--num-workers", type=int, default=2, help="decoding processes (default 2)")
-    p.add_argument("--decode-threads", type=int, default=1, help="FFmpeg threads per decoder (default 1)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+                   help="frames per view (default: the frames per clip the model was trained with, from "
+                        "its preprocessor_config.json, else its frames_per_clip)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="take every N-th frame within a view (default: the stride the model was trained "
+                        "with, from its preprocessor_config.json, else 1)")
+    p.add_argument("--image-size", type=int, nargs="+", default=None, metavar="SIZE",
+                   help="crop size fed to the model, one int (square) or H W (default: the size the "
+                        "model was trained with, else its config's image_size)")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per evaluation batch (default 4)")
+    p.add_argument("--num-workers", type=int, default=2,
+                   help="DataLoader processes decoding the videos (default 2)")
+    p.add_argument("--decode-threads", type=int, default=1,
+                   help="FFmpeg threads per video decoder (default 1)")
+    p.add_argument("--bf16", action="store_true", help="evaluate under bfloat16 autocast (default: float32)")
+    p.add_argument("--device", type=device_type, default="cpu",
+                   help="the torch device to evaluate on, cpu or cuda (default cpu)")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object instead of a table")
     p.set_defaults(func=cmd_evaluate)

@@ -43,7 +43,8 @@ from av.video.reformatter import Interpolation
 from torch.utils.data import Dataset, default_collate
 
 from trecvit.data.sampling import _positive_int, eval_clip_indices, parse_views, train_clip_indices
-from trecvit.data.transforms import EvalTransform, TrainTransform, _cover_size, _hw
+from trecvit.data.transforms import EvalTransform, TrainTransform, _cover_size
+from trecvit.validation import size_hw as _hw
 from trecvit.io import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_TIMEOUT,

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from trecvit.data.sampling import _positive_int
+from trecvit.validation import size_hw as _hw
 
 __all__ = [
     "RAND_AUGMENT_OPS",
@@ -52,16 +53,6 @@ def _check_video(video: torch.Tensor, name: str = "video") -> None:
         raise ValueError(f"{name} must be a torch.Tensor [T, 3, H, W], got {type(video).__name__}")
     if video.dim() != 4 or video.shape[1] != 3:
         raise ValueError(f"{name} must have shape [T, 3, H, W], got {tuple(video.shape)}")
-
-
-def _hw(size: SizeArg, name: str = "size") -> tuple[int, int]:
-    """``size`` as ``(h, w)``."""
-    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence):
-        s = _positive_int(size, name)
-        return s, s
-    if len(size) != 2:
-        raise ValueError(f"{name} must be an int or an (h, w) pair, got {size!r}")
-    return _positive_int(size[0], f"{name}[0]"), _positive_int(size[1], f"{name}[1]")
 
 
 def _cover_size(height: int, width: int, size: SizeArg) -> tuple[int, int]:

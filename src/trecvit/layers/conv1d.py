@@ -25,8 +25,14 @@ class CausalConv1d(nn.Module):
         self.width = width
         self.kernel_width = kernel_width
         self.weight = nn.Parameter(torch.empty(kernel_width, width))  # (k, l)
-        self.bias = nn.Parameter(torch.zeros(width))
-        nn.init.normal_(self.weight, std=math.sqrt(0.01 / kernel_width))
+        self.bias = nn.Parameter(torch.empty(width))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The official initialisation: ``w ~ N(0, 0.01 / K)``, zero bias."""
+        nn.init.normal_(self.weight, std=math.sqrt(0.01 / self.kernel_width))
+        nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:

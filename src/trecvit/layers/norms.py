@@ -18,6 +18,11 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.scale = nn.Parameter(torch.zeros(width))
 
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """``scale = 0``: the norm starts as a plain RMS normalisation."""
+        nn.init.zeros_(self.scale)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         var = x.pow(2).mean(dim=-1, keepdim=True)
         return x * torch.rsqrt(var + self.eps) * (1.0 + self.scale)

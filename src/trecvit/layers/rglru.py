@@ -29,8 +29,14 @@ class BlockDiagonalLinear(nn.Module):
         self.num_blocks = num_blocks
         block = width // num_blocks
         self.weight = nn.Parameter(torch.empty(num_blocks, block, block))  # (h, i, j)
-        self.bias = nn.Parameter(torch.zeros(num_blocks, block))
-        nn.init.normal_(self.weight, std=1.0 / math.sqrt(width))
+        self.bias = nn.Parameter(torch.empty(num_blocks, block))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The official initialisation: ``w ~ N(0, 1 / l)``, zero bias."""
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.width))
+        nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xb = x.unflatten(-1, (self.num_blocks, -1))  # (..., h, i)
@@ -71,9 +77,15 @@ class RGLRU(nn.Module):
         self.width = width
         self.min_rad = min_rad
         self.max_rad = max_rad
-        self.a_param = nn.Parameter(rnn_param_init(width, min_rad, max_rad))
+        self.a_param = nn.Parameter(torch.empty(width))
+        self.reset_parameters()  # a_param only: the gates initialise themselves
         self.input_gate = BlockDiagonalLinear(width, num_heads)
         self.a_gate = BlockDiagonalLinear(width, num_heads)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The official initialisation of ``a_param`` (:func:`rnn_param_init`)."""
+        self.a_param.copy_(rnn_param_init(self.width, self.min_rad, self.max_rad))
 
     def forward(self, c: torch.Tensor, h0: torch.Tensor | None = None,
                 first: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,16 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The official initialisation: Flax initialises query, key, value and out as separate
+        ``[d, d]`` kernels, each Xavier-uniform; zero biases."""
+        for block in self.qkv.weight.chunk(3, dim=0):
+            nn.init.xavier_uniform_(block)
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.qkv.bias)
+        nn.init.zeros_(self.proj.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [b, n, d] -> [b, n, d]``."""
         b, n, d = x.shape
@@ -38,6 +48,13 @@ class Mlp(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(width, hidden)
         self.fc2 = nn.Linear(hidden, width)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The official initialisation: Xavier-uniform kernels, biases ``N(0, 1e-6)``."""
+        for lin in (self.fc1, self.fc2):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.normal_(lin.bias, std=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))

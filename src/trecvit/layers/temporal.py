@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -24,17 +26,33 @@ class TemporalBlock(nn.Module):
         num_heads: diagonal blocks of the RG-LRU gates.
         conv1d_width: kernel width of the causal convolution.
         min_rad, max_rad: RG-LRU eigenvalue range at initialisation.
+        final_variance_scale: variance scale of ``linear_out`` at initialisation
+            (``2 / depth`` in the official model, so the residual stream's
+            variance does not grow with depth).
     """
 
     def __init__(self, width: int, lru_width: int, num_heads: int, conv1d_width: int = 4,
-                 min_rad: float = 0.5, max_rad: float = 0.999):
+                 min_rad: float = 0.5, max_rad: float = 0.999, final_variance_scale: float = 1.0):
         super().__init__()
+        self.final_variance_scale = final_variance_scale
         self.norm = RMSNorm(width)
         self.linear_y = nn.Linear(width, lru_width)
         self.linear_x = nn.Linear(width, lru_width)
         self.conv1d = CausalConv1d(lru_width, conv1d_width)
         self.rg_lru = RGLRU(lru_width, num_heads, min_rad, max_rad)
         self.linear_out = nn.Linear(lru_width, width)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The official initialisation of the three linear maps (the norm, conv and RG-LRU
+        initialise themselves): ``N(0, 1 / d)`` in, ``N(0, final_variance_scale / l)`` out,
+        zero biases."""
+        for lin in (self.linear_x, self.linear_y):
+            nn.init.normal_(lin.weight, std=1.0 / math.sqrt(lin.in_features))
+            nn.init.zeros_(lin.bias)
+        out = self.linear_out
+        nn.init.normal_(out.weight, std=math.sqrt(self.final_variance_scale / out.in_features))
+        nn.init.zeros_(out.bias)
 
     def forward(self, x: torch.Tensor, conv_state: torch.Tensor | None = None,
                 lru_state: torch.Tensor | None = None, first: torch.Tensor | None = None

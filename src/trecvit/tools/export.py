@@ -49,7 +49,8 @@ import torch
 from torch import nn
 
 from trecvit.model import TRecViT
-from trecvit.state import TRecViTState
+from trecvit.state import STATE_BATCH_AXIS, TRecViTState
+from trecvit.validation import size_hw
 
 INPUT_NAMES = ("frame", "conv_state", "lru_state", "feature_sum", "num_frames")
 OUTPUT_NAMES = ("logits", "probs", "conv_state_out", "lru_state_out", "feature_sum_out", "num_frames_out")
@@ -133,9 +134,7 @@ def _example_inputs(model: TRecViT, batch_size: int, image_size) -> tuple[torch.
 def _image_hw(model: TRecViT, image_size) -> tuple[int, int]:
     if image_size is None:
         return model.config.image_hw
-    if isinstance(image_size, int):
-        return image_size, image_size
-    h, w = image_size
+    h, w = size_hw(image_size, "image_size")
     return int(h), int(w)
 
 
@@ -143,8 +142,8 @@ def _dynamic_shapes(dynamic_batch: bool):
     if not dynamic_batch:
         return None
     batch = torch.export.Dim("batch", min=1)
-    # frame [b, ...], conv [depth, b, ...], lru [depth, b, ...], feature_sum [b, r], num_frames [b]
-    return ({0: batch}, {1: batch}, {1: batch}, {0: batch}, {0: batch})
+    # frame [b, ...], then the state's fields with their batch axes (trecvit.state)
+    return ({0: batch}, *({STATE_BATCH_AXIS[f]: batch} for f in TRecViTState._fields))
 
 
 def _trace_batch(batch_size: int, dynamic_batch: bool) -> int:
@@ -253,7 +252,7 @@ def export_step_onnx(model: TRecViT, path: str | os.PathLike, *, batch_size: int
         ValueError: ``path`` exists (without ``overwrite``) or is a folder; bad sizes.
         ImportError: ``onnx`` or ``onnxscript`` is not installed.
     """
-    from trecvit import __version__
+    from trecvit._version import __version__
 
     onnx = _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")

@@ -287,19 +287,22 @@ def _reset_peak_rss() -> None:
 
 
 def _make_model(spec: dict, device: torch.device) -> torch.nn.Module:
-    from trecvit.model import TRecViT
+    """A randomly initialised model of ``spec["arch"]`` (a row of the architecture table,
+    default ``trecvit``) of size ``spec["variant"]``."""
+    from trecvit.architectures import get_architecture
 
-    config = TRecViTConfig.from_variant(spec["variant"], image_size=spec["size"],
-                                        num_classes=spec.get("num_classes", 400),
-                                        frames_per_clip=spec.get("frames_per_clip", 32))
+    row = get_architecture(spec.get("arch", "trecvit"))
+    config = row.config(spec["variant"], image_size=spec["size"], num_classes=spec.get("num_classes", 400),
+                        frames_per_clip=spec.get("frames_per_clip", 32))
     torch.manual_seed(0)
-    return TRecViT(config).to(device)
+    return row.build(config).to(device)
 
 
 def run_workload(spec: dict) -> dict:
     """Run one workload described by ``spec`` once and report its memory (in this process).
 
-    ``spec``: ``variant``, ``size``, ``frames``, ``batch``, ``mode`` (``forward``,
+    ``spec``: ``variant`` (and ``arch``, default ``trecvit``), ``size``, ``frames``, ``batch``,
+    ``mode`` (``forward``,
     ``train`` or ``stream``), ``device``, optional ``amp`` (bfloat16 autocast) and
     ``warmup`` (run 2 frames first, untracked; off by default).
 
@@ -428,7 +431,7 @@ class ProfileRow:
 def profile_model(variant: str, frames: list[int], *, size: int = 224, batch: int = 1,
                   stream: bool = False, device: str = "cpu", repeats: int = 3,
                   memory: bool = True, amp: bool = False, compile: bool = False,
-                  progress: Callable[[str], None] | None = None) -> list[ProfileRow]:
+                  progress: Callable[[str], None] | None = None, arch: str = "trecvit") -> list[ProfileRow]:
     """Parameters, FLOPs, latency, frames/s and peak memory of ``variant`` for each clip length.
 
     With ``stream=True`` each row is a stream of ``frames`` frames through
@@ -436,14 +439,17 @@ def profile_model(variant: str, frames: list[int], *, size: int = 224, batch: in
     the last ``repeats`` frames) and peak memory is that of the whole stream.
     """
     dev = torch.device(device)
-    model = _make_model({"variant": variant, "size": size}, dev).eval()
+    model = _make_model({"arch": arch, "variant": variant, "size": size}, dev).eval()
+    if stream and not hasattr(model, "step"):
+        raise ValueError(f"--stream profiles model.step, but the {arch!r} architecture does not run "
+                         "frame by frame")
     params = model.num_parameters()
     amp_ctx = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp)  # noqa: E731
     rows = []
     for t in frames:
         if progress:
             progress(f"{variant} {'stream' if stream else 'clip'} {t} frames")
-        spec = {"variant": variant, "size": size, "frames": t, "batch": batch, "device": device,
+        spec = {"arch": arch, "variant": variant, "size": size, "frames": t, "batch": batch, "device": device,
                 "mode": "stream" if stream else "forward", "amp": amp}
         if stream:
             frame = torch.rand(batch, 3, size, size, device=dev)

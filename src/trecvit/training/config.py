@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +22,6 @@ from typing import Any
 import yaml
 
 DATA_FORMATS = ("synthetic", "folder", "csv", "kinetics", "ssv2")
-ARCHS = ("trecvit", "frame_average")
 
 # Fields that may change when a run is resumed: they do not change what is computed (a run folder
 # may also be moved).
@@ -32,149 +33,139 @@ RUNTIME_FIELDS = frozenset({"out_dir", "num_workers", "decode_threads", "decode_
 class TrainConfig:
     """Everything that defines a training run. Defaults: the synthetic motion demo's data.
 
-    Run
-        out_dir: run folder: ``config.yaml``, ``metrics.csv``, ``checkpoints/``,
-            ``tensorboard/``, ``curves.png``, ``per_class.csv`` and the final
-            ``model/`` (a ``save_pretrained`` folder).
-        seed: seeds the initialisation, the data order, augmentation and mixup.
-            With the same seed and config, a CPU run is exactly reproducible.
-        device: ``cpu``, ``cuda`` or ``cuda:N``. Under ``torchrun``, ``cuda``
-            means the process's ``LOCAL_RANK`` GPU.
-
-    Data
-        data: ``synthetic`` (built in, no files), ``folder`` (``root/<class>/<video>``),
-            ``csv`` (lines ``path,label`` or ``path label``), ``kinetics``
-            (the official annotation CSV) or ``ssv2`` (Something-Something v2 JSON).
-        train_data / val_data: the folder, CSV or JSON of each split (not used
-            by ``synthetic``). Without ``val_data`` there is no evaluation.
-        video_root: where the videos are, for ``csv`` (relative paths),
-            ``kinetics`` and ``ssv2``.
-        labels: SSv2's labels JSON; for ``csv``, an optional class-name file
-            (one per line) fixing the class order.
-        num_frames: frames per training clip. stride: sample every ``stride``-th
-            frame (random temporal offset in training).
-        image_size: side of the square frames fed to the model.
-        eval_views: temporal clips x spatial crops per validation video, e.g.
-            ``4x3``; the scores of the views are averaged.
-        hflip: random horizontal flips (turn off for direction-sensitive
-            datasets such as SSv2). min_scale: smallest area fraction of the
-            random resized crop (1.0: no cropping). randaug_ops /
-            randaug_magnitude: RandAugment-style colour operations per clip
-            (0: off) and their strength (0-10).
-        mixup / cutmix: Beta(alpha, alpha) parameters (0: off).
-        label_smoothing: on the one-hot targets.
-        num_workers: DataLoader processes; decode_threads: FFmpeg threads per
-            decoder (keep ``num_workers * decode_threads`` near the core count).
-            decode_timeout: seconds allowed to decode one video (``none``: no
-            limit); a video that takes longer is skipped as a failed sample.
-        synthetic_train_size / synthetic_val_size: clips of the synthetic
-            dataset (training seed ``seed``, held-out seed ``seed + 1000``).
-
-    Model
-        arch: ``trecvit``, or ``frame_average`` (the order-blind baseline: the
-            same ViT with the temporal blocks removed, frames averaged).
-        variant: ViT size (``mu, Ti, S, M, B, L, H, g, G``).
-        model: overrides of :class:`trecvit.TRecViTConfig` fields, e.g.
-            ``{patch_size: 8, depth: 4}``. ``num_classes`` comes from the data,
-            ``image_size`` from ``image_size`` and ``frames_per_clip`` from
-            ``num_frames`` unless given here.
-        init: ``scratch`` (the official initialisation), or a path to an
-            official TRecViT ``.npz``, a ``save_pretrained`` folder or its
-            ``model.safetensors`` (the head is re-initialised when the class
-            count differs).
-        vit_init: ImageNet ViT weights for the patch embedding, position
-            embedding and spatial blocks (a big_vision ``.npz`` or a timm / Hugging
-            Face ``.safetensors``), applied after ``init``; the position
-            embedding is resampled when the grid differs.
-        vit_input_norm: the pixel normalisation the ViT was trained with, folded
-            into the patch embedding (TRecViT takes RGB in [0, 1]):
-            ``inception`` (``(x - 0.5) / 0.5``, big_vision, timm augreg and
-            Google's Hugging Face ViTs), ``imagenet`` (ImageNet mean / std) or ``none``.
-
-    Optimisation
-        epochs: passes over the training set. max_steps: stop after this many
-            optimiser steps instead (the schedule then spans ``max_steps``).
-        batch_size: clips per optimiser step, over all processes and
-            accumulation steps (must divide by ``world_size * grad_accum``).
-        grad_accum: micro-batches per optimiser step.
-        lr / min_lr: peak and final learning rate of the cosine schedule.
-        warmup_steps: linear warm-up from 0 to ``lr``.
-        weight_decay: AdamW decay, applied to matrices only (not to biases,
-            norms, ``a_param``, the position embedding or the class token).
-        beta1 / beta2: AdamW betas. clip_grad: global gradient-norm clipping
-            (0: off).
-        ema_decay: keep an exponential moving average of the weights (0: off);
-            when on, evaluation and the saved model use it.
-        bf16: bfloat16 autocast. grad_checkpointing: recompute activations in
-            the backward pass. compile: ``torch.compile`` the model.
-        max_nonfinite: a step whose loss or gradient is not finite is skipped
-            and counted; this many in a row stop the run with an error.
-
-    Logging and checkpoints
-        log_every: steps between metric rows (console, ``metrics.csv``,
-            TensorBoard). eval_every: epochs between evaluations (and at the end).
-        save_every: steps between checkpoints (0: at the end of each epoch).
-        keep_last: checkpoints kept. tensorboard: also write TensorBoard
-            events. progress: show a progress bar.
+    The field documentation below is generated from each field's ``metadata["help"]``, which
+    is also the help of its ``trecvit train`` option.
     """
 
     # run
-    out_dir: str = "runs/trecvit"
-    seed: int = 0
-    device: str = "cpu"
+    out_dir: str = field(default="runs/trecvit", metadata={"help": (
+        "the run folder, which gets config.yaml, metrics.csv, checkpoints/, tensorboard/, "
+        "curves.png, per_class.csv and the final model/ (a save_pretrained folder)")})
+    seed: int = field(default=0, metadata={"help": (
+        "seeds the initialisation, the data order, augmentation and mixup; with the same seed and "
+        "config, a CPU run is exactly reproducible")})
+    device: str = field(default="cpu", metadata={"help": (
+        "the torch device to train on: cpu, cuda or cuda:N; under torchrun, cuda means the "
+        "process's LOCAL_RANK GPU")})
     # data
-    data: str = "synthetic"
-    train_data: str | None = None
-    val_data: str | None = None
-    video_root: str | None = None
-    labels: str | None = None
-    num_frames: int = 8
-    stride: int = 1
-    image_size: int = 32
-    eval_views: str = "1x1"
-    hflip: bool = True
-    min_scale: float = 0.08
-    randaug_ops: int = 0
-    randaug_magnitude: int = 9
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    label_smoothing: float = 0.0
-    num_workers: int = 0
-    decode_threads: int = 1
-    decode_timeout: float | None = 60.0
-    synthetic_train_size: int = 4800
-    synthetic_val_size: int = 600
+    data: str = field(default="synthetic", metadata={"help": (
+        "the dataset format: synthetic (built in, no files), folder (root/<class>/<video>), csv "
+        "(lines 'path,label' or 'path label'), kinetics (the official annotation CSV) or ssv2 "
+        "(Something-Something v2 JSON)")})
+    train_data: str | None = field(default=None, metadata={"help": (
+        "the folder, CSV or JSON of the training split; required by every data format but "
+        "synthetic, which does not use it")})
+    val_data: str | None = field(default=None, metadata={"help": (
+        "the folder, CSV or JSON of the validation split (not used by synthetic); without it "
+        "there is no evaluation")})
+    video_root: str | None = field(default=None, metadata={"help": (
+        "where the videos are, for csv (whose paths are relative to it), kinetics and ssv2")})
+    labels: str | None = field(default=None, metadata={"help": (
+        "SSv2's labels JSON; for csv, an optional class-name file (one per line) fixing the "
+        "class order")})
+    num_frames: int = field(default=8, metadata={"help": "frames per training clip"})
+    stride: int = field(default=1, metadata={"help": (
+        "sample every stride-th frame of a video (from a random temporal offset in training)")})
+    image_size: int = field(default=32, metadata={"help": (
+        "side in pixels of the square frames fed to the model")})
+    eval_views: str = field(default="1x1", metadata={"help": (
+        "temporal clips x spatial crops per validation video, e.g. 4x3; the scores of the views "
+        "are averaged")})
+    hflip: bool = field(default=True, metadata={"help": (
+        "random horizontal flips in training (turn off for direction-sensitive datasets such as "
+        "SSv2)")})
+    min_scale: float = field(default=0.08, metadata={"help": (
+        "smallest area fraction of the random resized crop (1.0: no cropping)")})
+    randaug_ops: int = field(default=0, metadata={"help": (
+        "RandAugment-style colour operations per training clip (0: off)")})
+    randaug_magnitude: int = field(default=9, metadata={"help": (
+        "strength of the RandAugment-style colour operations, from 0 to 10")})
+    mixup: float = field(default=0.0, metadata={"help": (
+        "the alpha of mixup's Beta(alpha, alpha) mixing weights (0: off)")})
+    cutmix: float = field(default=0.0, metadata={"help": (
+        "the alpha of CutMix's Beta(alpha, alpha) box sizes (0: off)")})
+    label_smoothing: float = field(default=0.0, metadata={"help": (
+        "label smoothing applied to the one-hot targets (0: off)")})
+    num_workers: int = field(default=0, metadata={"help": (
+        "DataLoader worker processes (keep num_workers * decode_threads near the core count)")})
+    decode_threads: int = field(default=1, metadata={"help": (
+        "FFmpeg threads per video decoder (keep num_workers * decode_threads near the core "
+        "count)")})
+    decode_timeout: float | None = field(default=60.0, metadata={"help": (
+        "seconds allowed to decode one video (none: no limit); a video that takes longer is "
+        "skipped as a failed sample")})
+    synthetic_train_size: int = field(default=4800, metadata={"help": (
+        "clips in the synthetic training set (generated with seed)")})
+    synthetic_val_size: int = field(default=600, metadata={"help": (
+        "clips in the synthetic held-out set (generated with seed + 1000; 0: no evaluation)")})
     # model
-    arch: str = "trecvit"
-    variant: str = "S"
-    model: dict[str, Any] = field(default_factory=dict)
-    init: str = "scratch"
-    vit_init: str | None = None
-    vit_input_norm: str = "inception"
+    arch: str = field(default="trecvit", metadata={"help": (
+        "the architecture to train: trecvit, frame_average (the order-blind baseline: the same "
+        "ViT with the temporal blocks removed, frames averaged), or another name of the "
+        "architecture table")})
+    variant: str = field(default="S", metadata={"help": (
+        "the ViT size: mu, Ti, S, M, B, L, H, g or G")})
+    model: dict[str, Any] = field(default_factory=dict, metadata={"help": (
+        "overrides of trecvit.TRecViTConfig fields: a mapping in YAML, e.g. {patch_size: 8, "
+        "depth: 4}, or one KEY=VALUE per --model on the command line, e.g. --model patch_size=8 "
+        "--model depth=4 (VALUE is read as YAML); num_classes comes from the data, image_size "
+        "from image_size and frames_per_clip from num_frames unless given here")})
+    init: str = field(default="scratch", metadata={"help": (
+        "the starting weights: scratch (the official initialisation), or a path to an official "
+        "TRecViT .npz, a save_pretrained folder or its model.safetensors (the head is "
+        "re-initialised when the class count differs)")})
+    vit_init: str | None = field(default=None, metadata={"help": (
+        "ImageNet ViT weights for the patch embedding, position embedding and spatial blocks (a "
+        "big_vision .npz or a timm / Hugging Face .safetensors), applied after init; the "
+        "position embedding is resampled when the grid differs")})
+    vit_input_norm: str = field(default="inception", metadata={"help": (
+        "the pixel normalisation the vit_init ViT was trained with, folded into the patch "
+        "embedding (TRecViT takes RGB in [0, 1]): inception ((x - 0.5) / 0.5: big_vision, timm "
+        "augreg and Google's Hugging Face ViTs), imagenet (ImageNet mean / std) or none")})
     # optimisation
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    warmup_steps: int = 100
-    weight_decay: float = 0.05
-    beta1: float = 0.9
-    beta2: float = 0.999
-    clip_grad: float = 1.0
-    ema_decay: float = 0.0
-    bf16: bool = False
-    grad_checkpointing: bool = False
-    compile: bool = False
-    max_nonfinite: int = 5
+    epochs: int = field(default=10, metadata={"help": "passes over the training set"})
+    max_steps: int | None = field(default=None, metadata={"help": (
+        "stop after this many optimiser steps instead of epochs (the schedule then spans "
+        "max_steps; none: train for epochs)")})
+    batch_size: int = field(default=32, metadata={"help": (
+        "clips per optimiser step, over all processes and accumulation steps (must divide by "
+        "world_size * grad_accum)")})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate of the cosine schedule"})
+    min_lr: float = field(default=1e-5, metadata={"help": (
+        "final learning rate of the cosine schedule (at most lr)")})
+    warmup_steps: int = field(default=100, metadata={"help": (
+        "optimiser steps of linear warm-up from 0 to lr")})
+    weight_decay: float = field(default=0.05, metadata={"help": (
+        "AdamW weight decay, applied to matrices only (not to biases, norms, a_param, the "
+        "position embedding or the class token)")})
+    beta1: float = field(default=0.9, metadata={"help": (
+        "AdamW's beta1, the decay of the gradient's moving average")})
+    beta2: float = field(default=0.999, metadata={"help": (
+        "AdamW's beta2, the decay of the squared gradient's moving average")})
+    clip_grad: float = field(default=1.0, metadata={"help": (
+        "the global gradient norm is clipped to this value (0: off)")})
+    ema_decay: float = field(default=0.0, metadata={"help": (
+        "decay of an exponential moving average of the weights (0: off); when on, evaluation "
+        "and the saved model use it")})
+    bf16: bool = field(default=False, metadata={"help": "train under bfloat16 autocast"})
+    grad_checkpointing: bool = field(default=False, metadata={"help": (
+        "recompute activations in the backward pass (less memory, more time)")})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+    max_nonfinite: int = field(default=5, metadata={"help": (
+        "a step whose loss or gradient is not finite is skipped and counted; this many in a row "
+        "stop the run with an error")})
     # logging and checkpoints
-    log_every: int = 10
-    eval_every: int = 1
-    save_every: int = 0
-    keep_last: int = 3
-    tensorboard: bool = True
-    progress: bool = True
+    log_every: int = field(default=10, metadata={"help": (
+        "optimiser steps between metric rows (console, metrics.csv, TensorBoard)")})
+    eval_every: int = field(default=1, metadata={"help": (
+        "epochs between evaluations (and one at the end)")})
+    save_every: int = field(default=0, metadata={"help": (
+        "optimiser steps between checkpoints (0: at the end of each epoch)")})
+    keep_last: int = field(default=3, metadata={"help": (
+        "how many of the newest checkpoints are kept (older ones are deleted)")})
+    tensorboard: bool = field(default=True, metadata={"help": "also write TensorBoard events"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -189,8 +180,11 @@ class TrainConfig:
                                  f"got {value!r}")
         if self.data not in DATA_FORMATS:
             raise ValueError(f"TrainConfig.data must be one of {DATA_FORMATS}, got {self.data!r}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"TrainConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        from trecvit.architectures import ARCH_NAMES  # the architecture table
+
+        if self.arch not in ARCH_NAMES:
+            raise ValueError(f"TrainConfig.arch must be one of {ARCH_NAMES} (the architecture table), "
+                             f"got {self.arch!r}")
         if self.vit_input_norm not in ("inception", "imagenet", "none"):
             raise ValueError(f"TrainConfig.vit_input_norm must be inception, imagenet or none, got "
                              f"{self.vit_input_norm!r}")
@@ -275,6 +269,62 @@ class TrainConfig:
         return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in RUNTIME_FIELDS and a[k] != b[k]]
 
 
+# ------------------------------------------------------------ documentation
+# The sections of the generated docstring; a field listed in none of them goes under "Other".
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Run", ("out_dir", "seed", "device")),
+    ("Data", ("data", "train_data", "val_data", "video_root", "labels", "num_frames", "stride",
+              "image_size", "eval_views", "hflip", "min_scale", "randaug_ops", "randaug_magnitude",
+              "mixup", "cutmix", "label_smoothing", "num_workers", "decode_threads", "decode_timeout",
+              "synthetic_train_size", "synthetic_val_size")),
+    ("Model", ("arch", "variant", "model", "init", "vit_init", "vit_input_norm")),
+    ("Optimisation", ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "min_lr",
+                      "warmup_steps", "weight_decay", "beta1", "beta2", "clip_grad", "ema_decay",
+                      "bf16", "grad_checkpointing", "compile", "max_nonfinite")),
+    ("Logging and checkpoints", ("log_every", "eval_every", "save_every", "keep_last", "tensorboard",
+                                 "progress")),
+)
+
+
+def field_help(name: str) -> str:
+    """The documentation of field ``name`` (its ``metadata["help"]``)."""
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}[name].metadata["help"]
+
+
+def default_text(f: dataclasses.Field) -> str:
+    """A field's default as written in its documentation: ``on`` / ``off`` for booleans,
+    ``none`` for None (also what the command line takes), ``no overrides`` for an empty mapping."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if default is None:
+        return "none"
+    if isinstance(default, dict):
+        return yaml.safe_dump(default, default_flow_style=True).strip() if default else "no overrides"
+    return str(default)
+
+
+def _field_docs() -> str:
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    listed = {name for _, names in SECTIONS for name in names}
+    sections = [*SECTIONS, ("Other", tuple(n for n in fields if n not in listed))]
+    lines = []
+    for title, names in sections:
+        if not names:
+            continue
+        lines.append(title)
+        for name in names:
+            f = fields[name]
+            lines += textwrap.wrap(f"{name} (default: {default_text(f)}): {f.metadata['help']}", 88,
+                                   initial_indent="    ", subsequent_indent="        ",
+                                   break_long_words=False, break_on_hyphens=False)
+        lines.append("")
+    return "\n".join(lines)
+
+
+TrainConfig.__doc__ = f"{inspect.cleandoc(TrainConfig.__doc__ or '')}\n\n{_field_docs()}"
+
+
 # --------------------------------------------------------------- type checks
 def _matches(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
@@ -332,28 +382,28 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per :class:`TrainConfig` field (defaults suppressed, so only the
-    options given on the command line override the YAML file)."""
+    """Add one option per :class:`TrainConfig` field, documented by the field's metadata (defaults
+    suppressed, so only the options given on the command line override the YAML file)."""
     hints = typing.get_type_hints(TrainConfig)
     group = parser.add_argument_group(
         "training options (override the --config file)",
-        "Each option is a field of trecvit.training.TrainConfig, whose docstring documents them all "
-        "(python -c 'import trecvit.training as t; help(t.TrainConfig)').")
+        "Each option sets the TrainConfig field of the same name, which is spelt in snake_case in "
+        "the --config YAML file (--train-data: train_data). Booleans also take --no-..., and an "
+        "optional value takes none.")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = f"{f.metadata['help']} (default: {default_text(f)})".replace("%", "%%")
         if hint is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=f"(default: {default})")
+                               default=argparse.SUPPRESS, help=text)
         elif typing.get_origin(hint) is dict:
             group.add_argument(flag, dest=f.name, type=_key_value, action="append", metavar="KEY=VALUE",
-                               default=argparse.SUPPRESS,
-                               help="TRecViTConfig override, repeatable (e.g. patch_size=8)")
+                               default=argparse.SUPPRESS, help=text)
         else:
             group.add_argument(flag, dest=f.name, type=_scalar_parser(hint, f.name),
                                default=argparse.SUPPRESS, metavar=f.name.split("_")[-1].upper(),
-                               help=f"(default: {default})")
+                               help=text)
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from trecvit.config import TRecViTConfig
 from trecvit.checkpoints.integrity import atomic_write
+from trecvit.checkpoints.pretrained import PreprocessorConfig
 from trecvit.training import distributed
 from trecvit.training.checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from trecvit.training.config import TrainConfig
@@ -51,32 +51,14 @@ class TrainResult:
     seconds: float
 
 
-def source_config(path: str | Path) -> TRecViTConfig | None:
-    """The architecture of a TRecViT checkpoint used to initialise a run (``None`` for ViT weights)."""
-    from trecvit.checkpoints.official import infer_config, read_npz
-    from trecvit.checkpoints.pretrained import CONFIG_NAME, read_config
-    from trecvit.checkpoints.weights import detect_weights_format
-
-    path = Path(path)
-    fmt = detect_weights_format(path)
-    if fmt == "trecvit_dir":
-        return read_config(path / CONFIG_NAME)[0]
-    if fmt == "trecvit_safetensors":
-        if not (path.parent / CONFIG_NAME).is_file():
-            raise ValueError(f"{path}: a bare model.safetensors needs its {CONFIG_NAME} beside it")
-        return read_config(path.parent / CONFIG_NAME)[0]
-    if fmt == "trecvit_npz":
-        return infer_config({k: tuple(v.shape) for k, v in read_npz(path).items()})
-    return None
-
-
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """The model of ``cfg`` for ``num_classes`` classes, initialised as ``cfg.init`` /
-    ``cfg.vit_init`` say (seeded by ``cfg.seed``)."""
-    from trecvit.baselines import FrameAverageViT
-    from trecvit.model import TRecViT
-    from trecvit.checkpoints.weights import init_model_weights, load_vit_weights
+    """The model of ``cfg`` (architecture ``cfg.arch`` of the table, size ``cfg.variant``) for
+    ``num_classes`` classes, initialised as ``cfg.init`` / ``cfg.vit_init`` say (seeded by
+    ``cfg.seed``)."""
+    from trecvit.architectures import get_architecture
+    from trecvit.checkpoints.weights import checkpoint_config, init_model_weights, load_vit_weights
 
+    row = get_architecture(cfg.arch)
     overrides = dict(cfg.model)
     given = overrides.get("num_classes")
     if given is not None and given != num_classes:
@@ -84,13 +66,16 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     overrides["num_classes"] = num_classes
     overrides.setdefault("image_size", cfg.image_size)
     overrides.setdefault("frames_per_clip", cfg.num_frames)
-    base = source_config(cfg.init) if cfg.init != "scratch" else None
-    if base is not None:  # fine-tuning: the architecture comes from the checkpoint
+    base = checkpoint_config(cfg.init) if cfg.init != "scratch" else None
+    if base is not None:  # fine-tuning: the architecture's sizes come from the checkpoint
+        if not isinstance(base, row.config_class):
+            raise ValueError(f"--init {cfg.init} holds a {type(base).__name__}, but --arch {cfg.arch} "
+                             f"takes a {row.config_class.__name__}")
         model_config = base.replace(**overrides)
     else:
-        model_config = TRecViTConfig.from_variant(cfg.variant, **overrides)
+        model_config = row.config(cfg.variant, **overrides)
     torch.manual_seed(cfg.seed)
-    model = TRecViT(model_config) if cfg.arch == "trecvit" else FrameAverageViT(model_config)
+    model = row.build(model_config)
     if cfg.init != "scratch":
         logger.info("init from %s: %s", cfg.init, init_model_weights(model, cfg.init).summary())
     if cfg.vit_init:
@@ -265,7 +250,8 @@ class Trainer:
                             top1=final.top1, top5=final.top5)
             model_dir = out / "model"
             with ema.swap_into(model) if ema is not None else contextlib.nullcontext():
-                model.save_pretrained(model_dir)
+                model.save_pretrained(model_dir, preprocessor=PreprocessorConfig(
+                    num_frames=cfg.num_frames, stride=cfg.stride, image_size=cfg.image_size))
             (model_dir / "classes.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
             metrics.close()
             plot_curves({cfg.arch: out / "metrics.csv"}, out / "curves.png", title=f"{cfg.arch} ({out.name})")

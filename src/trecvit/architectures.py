@@ -1,0 +1,90 @@
+"""The architecture table: one row per model family, read by everything that builds a model.
+
+``save_pretrained`` records a model's row name as ``"arch"`` in its
+``config.json``; :func:`trecvit.checkpoints.auto.from_pretrained` reads it back
+to choose the class; ``trecvit train --arch`` (and ``TrainConfig.arch``),
+``evaluate``, ``classify``, ``profile`` and the weight initialisers find the
+config and model classes here. Adding an architecture is one file (its config
+dataclass and its :class:`~trecvit.base.VideoClassifier` subclass) plus one row
+below; no loader names an architecture.
+
+=================  ==========================================================
+``trecvit``        TRecViT (:class:`trecvit.TRecViT`), the official model
+``frame_average``  the order-blind per-frame ViT of ``trecvit demo``
+                   (:class:`trecvit.baselines.FrameAverageViT`)
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trecvit.base import VideoClassifier
+from trecvit.baselines.frame_average import FrameAverageViT
+from trecvit.config import VARIANTS
+from trecvit.model import TRecViT
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A row of the table: the name, the config dataclass and the model class.
+
+    ``config_class`` has ``from_dict`` / ``to_dict`` / ``replace`` and, for the
+    ViT sizes of ``trecvit train --variant``, ``from_variant(name, **overrides)``.
+    """
+
+    name: str
+    model_class: type[VideoClassifier]
+    summary: str
+
+    @property
+    def config_class(self) -> type:
+        return self.model_class.config_class
+
+    def config(self, variant: str | None = None, **overrides: Any):
+        """A config of this architecture: a ViT size (``mu, Ti, S, M, B, L, H, g, G``) with
+        ``overrides``, or the config class's defaults with them."""
+        if variant is not None:
+            return self.config_class.from_variant(variant, **overrides)
+        return self.config_class.from_dict(overrides)
+
+    def build(self, config: Any) -> VideoClassifier:
+        """A freshly initialised model of this architecture."""
+        return self.model_class(config)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a for a in (
+        Architecture("trecvit", TRecViT, "TRecViT: RG-LRU over time, ViT over space (the paper's model)"),
+        Architecture("frame_average", FrameAverageViT,
+                     "order-blind baseline: TRecViT's ViT on every frame, features averaged over time"),
+    )
+}
+ARCH_NAMES = tuple(ARCHITECTURES)
+
+for _name, _arch in ARCHITECTURES.items():  # the table and the classes agree
+    assert _arch.model_class.arch == _name, f"{_arch.model_class.__name__}.arch != {_name!r}"
+
+
+def get_architecture(name: str) -> Architecture:
+    """The row called ``name``; a ``ValueError`` listing the known names otherwise."""
+    try:
+        return ARCHITECTURES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCH_NAMES)}") from None
+
+
+def architecture_of(model: Any) -> Architecture:
+    """The row of a model instance (by its class's ``arch``)."""
+    return get_architecture(getattr(type(model), "arch", None))
+
+
+def build_model(arch: str, variant: str | None = None, **overrides: Any) -> VideoClassifier:
+    """``build_model("trecvit", "S", num_classes=10)``: a freshly initialised model."""
+    row = get_architecture(arch)
+    return row.build(row.config(variant, **overrides))
+
+
+__all__ = ["ARCHITECTURES", "ARCH_NAMES", "Architecture", "VARIANTS", "architecture_of", "build_model",
+           "get_architecture"]
