@@ -37,8 +37,14 @@ def test_official_checkpoint_file_gives_the_same_numbers(reference):
     loaded = load_official_checkpoint(FIXTURES / f"{name}.ckpt.npz",
                                       model.config.replace(frames_per_clip=int(arrays["config/frames_per_clip"])))
     check_outputs(loaded.eval(), arrays)
-    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        assert torch.equal(a, b), k
+    expected, got = model.state_dict(), loaded.state_dict()
+    assert got.keys() == expected.keys(), (f"missing: {sorted(expected.keys() - got.keys())}, "
+                                           f"unexpected: {sorted(got.keys() - expected.keys())}")
+    for k, a in expected.items():
+        b = got[k]
+        assert a.dtype == b.dtype and torch.equal(a, b), (
+            f"{k}: the loaded {b.dtype} {tuple(b.shape)} tensor differs from the reference model's "
+            f"{a.dtype} {tuple(a.shape)}")
 
 
 def test_inferred_config_matches_the_reference_config(reference):

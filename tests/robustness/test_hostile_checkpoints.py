@@ -185,7 +185,7 @@ def test_damaged_bytes_are_refused_or_change_nothing(tmp_path, case):
 def test_wrong_dtype_non_finite_and_mismatched_config_name_the_key(tmp_path):
     model = tiny_model()
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    key = "blocks.0.temporal.rg_lru.a_param"
+    key = "encoder.blocks.0.temporal.rg_lru.a_param"
     assert key in state
 
     def folder_with(name: str, tensors: dict, config: dict | None = None) -> Path:

@@ -99,10 +99,13 @@ def test_fifo_is_refused_not_waited_on_except_by_iter_frames(tmp_path):
     assert_failed(item(path), path, "not a regular file")
     # iter_frames reads a live stream from a pipe
     source = encode(tmp_path / "source.ts", grey_frames(6, 16, 16), "mpeg2video")
-    writer = threading.Thread(target=lambda: path.write_bytes(source.read_bytes()))
+    # a daemon: should iter_frames fail before opening the pipe, the writer (blocked in open()) must not
+    # keep pytest from exiting
+    writer = threading.Thread(target=lambda: path.write_bytes(source.read_bytes()), daemon=True)
     writer.start()
     frames = list(iter_frames(path, S, timeout=30))
-    writer.join(timeout=30)
+    writer.join(timeout=60)  # the reader saw end-of-file: the writer has closed the pipe, or is about to
+    assert not writer.is_alive()
     assert len(frames) == 6
 
 
