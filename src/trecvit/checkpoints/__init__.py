@@ -7,8 +7,11 @@
   architecture's ``save_pretrained`` writes and ``from_pretrained`` reads;
 * :mod:`~trecvit.checkpoints.auto`: load any model folder or file, whatever its
   architecture (the architecture table decides the class);
-* :mod:`~trecvit.checkpoints.weights`: initialise a model for training from an
-  ImageNet ViT or a TRecViT checkpoint;
+* :mod:`~trecvit.checkpoints.weights`: initialise a model for training from a
+  TRecViT checkpoint, and :mod:`~trecvit.checkpoints.vit` from an ImageNet ViT,
+  with the weight-file formats in :mod:`~trecvit.checkpoints.formats`, the ViT
+  layouts in :mod:`~trecvit.checkpoints.layouts` and the conversion tables
+  (the one Flax ViT block mapping) in :mod:`~trecvit.checkpoints.entries`;
 * :mod:`~trecvit.checkpoints.integrity`: atomic writes and per-tensor checksums,
   also used by the training checkpoints.
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trecvit.checkpoints.entries import flax_vit_block_entries
 from trecvit.config import TRecViTConfig
 from trecvit.validation import check_names_and_shapes
 
@@ -178,24 +179,13 @@ def convert_temporal_block(params: Mapping[str, np.ndarray], i: int) -> dict[str
 
 
 def convert_spatial_block(params: Mapping[str, np.ndarray], i: int) -> dict[str, torch.Tensor]:
-    src, dst = _spatial(i), f"encoder.blocks.{i}.spatial"
-    attn = f"{src}/MultiHeadDotProductAttention_0"
-    out = _layer_norm(params, f"{src}/LayerNorm_0", f"{dst}.norm1")
-    out.update(_layer_norm(params, f"{src}/LayerNorm_1", f"{dst}.norm2"))
-    # query/key/value kernels [d, h, d/h] -> one fused qkv weight [3d, d] (rows: q, k, v).
-    qkv_w, qkv_b = [], []
-    for name in ("query", "key", "value"):
-        kernel = params[f"{attn}/{name}/kernel"]
-        qkv_w.append(kernel.reshape(kernel.shape[0], -1).T)
-        qkv_b.append(params[f"{attn}/{name}/bias"].reshape(-1))
-    out[f"{dst}.attn.qkv.weight"] = _t(np.concatenate(qkv_w, axis=0))
-    out[f"{dst}.attn.qkv.bias"] = _t(np.concatenate(qkv_b, axis=0))
-    kernel = params[f"{attn}/out/kernel"]  # (h, d/h, d) -> (d, h d/h)
-    out[f"{dst}.attn.proj.weight"] = _t(kernel.reshape(-1, kernel.shape[-1]).T)
-    out[f"{dst}.attn.proj.bias"] = _t(params[f"{attn}/out/bias"])
-    out.update(_dense(params, f"{src}/MlpBlock_0/Dense_0", f"{dst}.mlp.fc1"))
-    out.update(_dense(params, f"{src}/MlpBlock_0/Dense_1", f"{dst}.mlp.fc2"))
-    return out
+    """The Flax ViT block ``i`` (:func:`flax_vit_block_entries`, shared with the big_vision
+    initialiser) as our ``encoder.blocks.{i}.spatial``."""
+    src = _spatial(i)
+    d, h, _ = params[f"{src}/MultiHeadDotProductAttention_0/query/kernel"].shape
+    mlp_dim = params[f"{src}/MlpBlock_0/Dense_0/kernel"].shape[1]
+    entries = flax_vit_block_entries(src, f"encoder.blocks.{i}.spatial", d, h, mlp_dim)
+    return {e.dst: e.fn(*(_t(params[k]) for k in e.src)).contiguous() for e in entries}
 
 
 def convert_head(params: Mapping[str, np.ndarray], config: TRecViTConfig) -> dict[str, torch.Tensor]:

@@ -223,6 +223,8 @@ class Trainer:
                 logger.info("resumed from %s (step %d of %d)", resume_from, step, total_steps)
         elif self.resume and info.is_main:
             logger.info("no checkpoint in %s: starting a new run", out / "checkpoints")
+            if metrics is not None:  # rows logged by a run killed before its first checkpoint
+                metrics.truncate_after(0)
 
         runner: nn.Module = model
         if info.enabled:
