@@ -68,6 +68,7 @@ class VideoClassifier(nn.Module):
 
     arch: ClassVar[str]
     config_class: ClassVar[type]
+    output_class: ClassVar[type] = ClassifierOutput  # what forward returns
 
     def __init__(self, config: Any):
         super().__init__()
@@ -127,8 +128,6 @@ class VideoClassifier(nn.Module):
             encoded=encoded,
         )
 
-    output_class: ClassVar[type] = ClassifierOutput
-
     def forward(self, video: torch.Tensor) -> ClassifierOutput:
         """Classify ``video [b, t, 3, H, W]`` (float, RGB in [0, 1], channel-first)."""
         encoded = self.forward_features(video)  # validates the video
@@ -170,12 +169,9 @@ class VideoClassifier(nn.Module):
 
 def _upgrade_hook(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
     """``load_state_dict`` pre-hook: rename 0.1.0 trunk keys (in place) to ``encoder.*``."""
-    keys = [k for k in state_dict if k.startswith(prefix)]
-    local = {k[len(prefix):]: k for k in keys}
-    upgraded = upgrade_state_dict({k: None for k in local})
-    if upgraded.keys() == local.keys():
+    local = {k[len(prefix):]: None for k in state_dict if k.startswith(prefix)}
+    if upgrade_state_dict(local) is local:  # nothing to upgrade
         return
     for old in local:
-        new = "encoder." + old if old.startswith(LEGACY_TRUNK_PREFIXES) else old
-        if new != old:
-            state_dict[prefix + new] = state_dict.pop(prefix + old)
+        if old.startswith(LEGACY_TRUNK_PREFIXES):
+            state_dict[prefix + "encoder." + old] = state_dict.pop(prefix + old)

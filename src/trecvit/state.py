@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from trecvit.config import TRecViTConfig
 
 
+# The batch axis of each field (the conv and lru states are stacked over layers first).
+STATE_BATCH_AXIS = {"conv": 1, "lru": 1, "feature_sum": 0, "num_frames": 0}
+STATE_DTYPES = {"conv": torch.float32, "lru": torch.float32, "feature_sum": torch.float32,
+                "num_frames": torch.int64}
+
+
 class TRecViTState(NamedTuple):
     """Everything :meth:`trecvit.TRecViT.step` needs from the frames already seen.
 
@@ -52,12 +58,13 @@ class TRecViTState(NamedTuple):
         if mask.shape != self.num_frames.shape:
             raise ValueError(f"reset mask must have shape [{self.batch_size}] (one flag per "
                              f"stream), got {tuple(mask.shape)}")
-        return TRecViTState(
-            conv=torch.where(mask.view(1, -1, 1, 1, 1), 0.0, self.conv),
-            lru=torch.where(mask.view(1, -1, 1, 1), 0.0, self.lru),
-            feature_sum=torch.where(mask.view(-1, 1), 0.0, self.feature_sum),
-            num_frames=torch.where(mask, 0, self.num_frames),
-        )
+
+        def where(field: str, t: torch.Tensor) -> torch.Tensor:  # the mask along the field's batch axis
+            shape = [1] * t.dim()
+            shape[STATE_BATCH_AXIS[field]] = -1
+            return torch.where(mask.view(shape), torch.zeros((), dtype=t.dtype, device=t.device), t)
+
+        return TRecViTState(*(where(f, t) for f, t in zip(self._fields, self)))
 
     def to(self, device: torch.device | str) -> "TRecViTState":
         """The same state on another device (dtypes are kept)."""
@@ -66,12 +73,6 @@ class TRecViTState(NamedTuple):
     def nbytes(self) -> int:
         """Memory held by the state, in bytes."""
         return sum(t.numel() * t.element_size() for t in self)
-
-
-# The batch axis of each field (the conv and lru states are stacked over layers first).
-STATE_BATCH_AXIS = {"conv": 1, "lru": 1, "feature_sum": 0, "num_frames": 0}
-STATE_DTYPES = {"conv": torch.float32, "lru": torch.float32, "feature_sum": torch.float32,
-                "num_frames": torch.int64}
 
 
 def state_shapes(config: "TRecViTConfig", batch_size: int, image_hw: tuple[int, int],
