@@ -199,3 +199,16 @@ def test_classify_uses_the_saved_clip_settings(trained_folder, monkeypatch, caps
     assert cli_main(["classify", str(video), "--checkpoint", str(folder), "--stream", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert len(lines) == 6  # 12 frames at the saved stride 2, frame by frame
+
+
+def test_streaming_commands_refuse_an_architecture_without_step(tmp_path, capsys):
+    folder = tmp_path / "baseline"
+    _tiny("frame_average").save_pretrained(folder)
+    from trecvit.data.synthetic import write_synthetic_videos
+
+    video = next((write_synthetic_videos(tmp_path / "data", 1, num_frames=4, image_size=32) / "videos").iterdir())
+    assert cli_main(["classify", str(video), "--checkpoint", str(folder), "--stream"]) == 1
+    assert "'frame_average' model does not run frame by frame" in capsys.readouterr().err
+    assert cli_main(["classify", str(video), "--checkpoint", str(folder)]) == 0  # whole videos are fine
+    assert cli_main(["export", str(folder), "--onnx", str(tmp_path / "step.onnx")]) == 2
+    assert "does not run frame by frame" in capsys.readouterr().err

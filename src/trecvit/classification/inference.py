@@ -83,6 +83,9 @@ def stream_video(model: TRecViT, path: str | Path, labels: list[str], *, top: in
                  image_size: tuple[int, int] | None = None) -> Iterator[StreamUpdate]:
     """Decode ``path`` lazily and run it frame by frame through :meth:`TRecViT.step`,
     yielding the running prediction after every frame."""
+    if not callable(getattr(model, "step", None)):
+        raise ValueError(f"a {type(model).arch!r} model does not run frame by frame (it has no step); "
+                         "classify the whole video instead")
     device = model.tokenizer.patch_embed.weight.device
     image_size = image_size or model.config.image_hw
     state = model.init_state(1, image_size=image_size, device=device)

@@ -14,8 +14,8 @@ from trecvit.cli.common import check_output, device_type, image_size_arg, positi
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from trecvit.checkpoints.auto import load_model
     from trecvit.tools import export
-    from trecvit.classification.inference import load_model
 
     outputs = [(flag, path) for flag, path in (("--onnx", args.onnx), ("--torch-export", args.torch_export))
                if path is not None]
@@ -33,6 +33,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     batch_txt = "dynamic batch" if dynamic else f"fixed batch {args.batch_size}"
 
     model = load_model(args.checkpoint)
+    if not callable(getattr(model, "step", None)):
+        raise ValueError(f"{args.checkpoint} holds a {type(model).arch!r} model, which does not run frame by "
+                         "frame: export writes the streaming step (model.step)")
     h, w = model.config.image_hw if image_size is None else image_size
     ok = True
     try:
@@ -77,7 +80,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0 if ok else 1
-
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

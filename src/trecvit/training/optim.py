@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from trecvit.base import upgrade_state_dict
+
 # Parameters that are matrices by shape but are not decayed (as in big_vision / timm).
 NO_DECAY_NAMES = ("pos_embed", "cls_token")
 
@@ -70,6 +72,7 @@ class ModelEma:
         return dict(zip(self.names, self.shadow))
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        state = upgrade_state_dict(state)  # checkpoints of 0.1.0: trunk names without "encoder."
         missing = sorted(set(self.names) - set(state))
         if missing:
             raise ValueError(f"EMA state lacks {len(missing)} parameter(s), e.g. {missing[:3]}")
