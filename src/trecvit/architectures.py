@@ -22,13 +22,12 @@ from typing import Any
 
 from trecvit.base import VideoClassifier
 from trecvit.baselines.frame_average import FrameAverageViT
-from trecvit.config import VARIANTS
 from trecvit.model import TRecViT
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """A row of the table: the name, the config dataclass and the model class.
+    """A row of the table: the name and the model class (which names its config dataclass).
 
     ``config_class`` has ``from_dict`` / ``to_dict`` / ``replace`` and, for the
     ViT sizes of ``trecvit train --variant``, ``from_variant(name, **overrides)``.
@@ -36,7 +35,6 @@ class Architecture:
 
     name: str
     model_class: type[VideoClassifier]
-    summary: str
 
     @property
     def config_class(self) -> type:
@@ -56,9 +54,8 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a for a in (
-        Architecture("trecvit", TRecViT, "TRecViT: RG-LRU over time, ViT over space (the paper's model)"),
-        Architecture("frame_average", FrameAverageViT,
-                     "order-blind baseline: TRecViT's ViT on every frame, features averaged over time"),
+        Architecture("trecvit", TRecViT),  # RG-LRU over time, ViT over space: the paper's model
+        Architecture("frame_average", FrameAverageViT),  # TRecViT's ViT on every frame, averaged
     )
 }
 ARCH_NAMES = tuple(ARCHITECTURES)
@@ -75,16 +72,10 @@ def get_architecture(name: str) -> Architecture:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCH_NAMES)}") from None
 
 
-def architecture_of(model: Any) -> Architecture:
-    """The row of a model instance (by its class's ``arch``)."""
-    return get_architecture(getattr(type(model), "arch", None))
-
-
 def build_model(arch: str, variant: str | None = None, **overrides: Any) -> VideoClassifier:
     """``build_model("trecvit", "S", num_classes=10)``: a freshly initialised model."""
     row = get_architecture(arch)
     return row.build(row.config(variant, **overrides))
 
 
-__all__ = ["ARCHITECTURES", "ARCH_NAMES", "Architecture", "VARIANTS", "architecture_of", "build_model",
-           "get_architecture"]
+__all__ = ["ARCHITECTURES", "ARCH_NAMES", "Architecture", "build_model", "get_architecture"]

@@ -93,6 +93,18 @@ class VideoClassifier(nn.Module):
         return self.encoder.grad_checkpointing
 
     @property
+    def device(self) -> torch.device:
+        """The device of the model's weights."""
+        return self.encoder.device
+
+    def require_streaming(self, what: str) -> None:
+        """``ValueError`` naming the architecture when it has no frame-by-frame ``step``
+        (``what`` is the operation that needs one)."""
+        if not callable(getattr(self, "step", None)):
+            raise ValueError(f"{what} needs model.step, but a {self.arch!r} model does not run frame by "
+                             "frame")
+
+    @property
     def tokenizer(self) -> nn.Module:
         """The trunk's tokenizer (``self.encoder.tokenizer``)."""
         return self.encoder.tokenizer

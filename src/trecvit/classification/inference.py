@@ -60,7 +60,7 @@ def classify_video(model: VideoClassifier, path: str | Path, labels: list[str], 
     resized and centre-cropped to ``image_size`` (default: the model's)."""
     cfg = model.config
     num_frames = num_frames or clip_settings(model).num_frames
-    device = model.tokenizer.patch_embed.weight.device
+    device = model.device
     video = read_video(path, num_frames, image_size or cfg.image_hw, **read_kwargs).to(device)  # (t, 3, H, W)
     start = time.perf_counter()
     out = model(video[None])
@@ -83,10 +83,8 @@ def stream_video(model: TRecViT, path: str | Path, labels: list[str], *, top: in
                  image_size: tuple[int, int] | None = None) -> Iterator[StreamUpdate]:
     """Decode ``path`` lazily and run it frame by frame through :meth:`TRecViT.step`,
     yielding the running prediction after every frame."""
-    if not callable(getattr(model, "step", None)):
-        raise ValueError(f"a {type(model).arch!r} model does not run frame by frame (it has no step); "
-                         "classify the whole video instead")
-    device = model.tokenizer.patch_embed.weight.device
+    model.require_streaming("streaming a video (classify it as a whole instead)")
+    device = model.device
     image_size = image_size or model.config.image_hw
     state = model.init_state(1, image_size=image_size, device=device)
     frames = iter_frames(path, image_size, stride=stride, offset=offset, max_frames=max_frames)

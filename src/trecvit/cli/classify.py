@@ -14,7 +14,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     from trecvit.checkpoints.auto import model_folder, resolve_checkpoint
     from trecvit.classification import classify_video, load_labels, load_model
-    from trecvit.classification.inference import clip_settings, format_top
+    from trecvit.classification.inference import classify_stream, clip_settings, format_top
     from trecvit.classification.labels import CLASSES_NAME
 
     checkpoint = resolve_checkpoint(args.checkpoint)
@@ -26,14 +26,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     labels = load_labels(model.config.num_classes, labels_file)
     # the clip settings the model was trained with (its preprocessor_config.json), unless given
     clips = clip_settings(model, checkpoint)
-    if args.stride is None:
-        args.stride = clips.stride
-    args.image_hw = clips.image_size
+    stride = clips.stride if args.stride is None else args.stride
     failures = 0
     if args.stream:
         for path in args.videos:
             try:
-                _classify_stream(model, path, labels, args)
+                classify_stream(model, path, labels, top=args.top_k, stride=stride, offset=args.offset,
+                                max_frames=args.frames, image_size=clips.image_size,
+                                print_every=args.print_every, json_lines=args.json)
             except (FileNotFoundError, ValueError) as err:
                 failures += 1
                 print(f"error: {err}", file=sys.stderr)
@@ -44,7 +44,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         try:
             pred = classify_video(model, path, labels, num_frames=args.frames or clips.num_frames,
                                   top=args.top_k, image_size=clips.image_size, sampling=args.sampling,
-                                  stride=args.stride, offset=args.offset)
+                                  stride=stride, offset=args.offset)
         except (FileNotFoundError, ValueError) as err:  # report, then go on with the others
             failures += 1
             tqdm.write(f"error: {err}", file=sys.stderr)
@@ -55,14 +55,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
             tqdm.write(f"{path} ({pred.num_frames} frames, {pred.num_frames / pred.seconds:.1f} "
                        f"frames/s)\n{format_top(pred.top)}")
     return 1 if failures else 0
-
-
-def _classify_stream(model, path: str, labels: list[str], args: argparse.Namespace) -> None:
-    from trecvit.classification.inference import classify_stream
-
-    classify_stream(model, path, labels, top=args.top_k, stride=args.stride, offset=args.offset,
-                    max_frames=args.frames, image_size=args.image_hw, print_every=args.print_every,
-                    json_lines=args.json)
 
 
 def add_parsers(sub) -> None:

@@ -33,9 +33,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     batch_txt = "dynamic batch" if dynamic else f"fixed batch {args.batch_size}"
 
     model = load_model(args.checkpoint)
-    if not callable(getattr(model, "step", None)):
-        raise ValueError(f"{args.checkpoint} holds a {type(model).arch!r} model, which does not run frame by "
-                         "frame: export writes the streaming step (model.step)")
+    model.require_streaming(f"exporting {args.checkpoint}")
     h, w = model.config.image_hw if image_size is None else image_size
     ok = True
     try:

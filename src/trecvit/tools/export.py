@@ -428,7 +428,7 @@ def compare_step(model: TRecViT, step: StepFn, *, num_frames: int = 20, batch_si
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     h, w = _image_hw(model, image_size)
     generator = torch.Generator().manual_seed(seed)
-    device = model.tokenizer.patch_embed.weight.device
+    device = model.device
     eager_state = model.init_state(batch_size, image_size=(h, w))
     other_state = tuple(eager_state)
     diffs = dict.fromkeys(OUTPUT_NAMES, 0.0)
