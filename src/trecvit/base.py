@@ -160,23 +160,13 @@ class VideoClassifier(nn.Module):
         of another architecture is refused, naming both; load any one with
         :func:`trecvit.checkpoints.auto.from_pretrained`)."""
         directory = Path(directory)
-        arch, data = folder_format.read_config_json(directory)
+        arch, _ = folder_format.read_config_json(directory)
         if arch != cls.arch:
             raise ValueError(f"{directory} holds a {arch!r} model, not {cls.arch!r} ({cls.__name__}); "
                              f"load it with the class of {arch!r} or with "
                              "trecvit.checkpoints.auto.from_pretrained")
-        try:
-            config = cls.config_class.from_dict(data)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{directory / folder_format.CONFIG_NAME}: {err}") from err
-        model = cls(config).to(map_location)
-        weights = directory / folder_format.WEIGHTS_NAME
-        state = upgrade_state_dict(folder_format.read_safetensors(weights, map_location))  # checksums
-        folder_format.check_state_dict(state, model.state_dict(), directory)  # names the tensors
-        folder_format.check_weights(state, weights)
-        folder_format.check_saved_config(directory / folder_format.CONFIG_NAME, weights)
-        model.load_state_dict(state, strict=True)
-        return model
+        return folder_format.load_folder(directory, cls.config_class.from_dict, cls, map_location,
+                                         upgrade=upgrade_state_dict)
 
 
 def _upgrade_hook(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:

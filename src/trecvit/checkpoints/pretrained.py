@@ -24,6 +24,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -212,6 +213,32 @@ def read_safetensors(path: Path, map_location: str | torch.device = "cpu") -> di
             raise ValueError(f"{path} is corrupt: its checksum table is not valid JSON ({err})") from err
         verify_checksums(state, expected, source=path)
     return state
+
+
+def load_folder(directory: str | Path, config_from_dict: Callable[[dict[str, Any]], Any],
+                model_class: Callable[[Any], torch.nn.Module], map_location: str | torch.device = "cpu",
+                upgrade: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+                ) -> torch.nn.Module:
+    """``model_class(config)`` with the weights of a model folder, ``config`` read from its
+    ``config.json`` by ``config_from_dict``; checks the checksums, the tensor names and shapes,
+    finite values and that ``config.json`` is the config the weights were saved with.
+    ``upgrade`` renames the keys of older files first."""
+    directory = Path(directory)
+    _, data = read_config_json(directory)
+    try:
+        config = config_from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{directory / CONFIG_NAME}: {err}") from err
+    model = model_class(config).to(map_location)
+    weights = directory / WEIGHTS_NAME
+    state = read_safetensors(weights, map_location)  # checksums
+    if upgrade is not None:
+        state = upgrade(state)
+    check_state_dict(state, model.state_dict(), directory)  # names the tensors
+    check_weights(state, weights)
+    check_saved_config(directory / CONFIG_NAME, weights)
+    model.load_state_dict(state, strict=True)
+    return model
 
 
 def check_weights(state: dict[str, torch.Tensor], source: str | Path) -> None:

@@ -16,24 +16,28 @@ logger = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------
 # train
 # ----------------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace) -> int:
+def run_config(args: argparse.Namespace, config_class: type, trainer_class: type):
+    """Build ``config_class`` from the options (over ``--config``, or over the run's own saved
+    ``config.yaml`` for ``--resume`` without ``--config``) and fit ``trainer_class`` on it.
+    Returns ``(config, result)``, or ``(config, None)`` when the run stopped on an error it
+    reported (the checkpoints are intact)."""
     from trecvit.data.workers import WorkerFailedError
-    from trecvit.training import NonFiniteLossError, Trainer
+    from trecvit.training import NonFiniteLossError
     from trecvit.training.checkpoint import latest_checkpoint
-    from trecvit.training.config import TrainConfig, config_from_args
+    from trecvit.training.config import config_from_args
 
     base = None
     if args.config is None and args.resume:
         # `trecvit train --resume --out-dir RUN`: the run's own resolved config
-        out_dir = Path(getattr(args, "out_dir", TrainConfig().out_dir))
+        out_dir = Path(getattr(args, "out_dir", config_class().out_dir))
         saved = out_dir / "config.yaml"
         if not saved.is_file():
             raise FileNotFoundError(f"--resume: {saved} does not exist; give --out-dir of an earlier "
                                     "run (or --config to start one)")
-        base = TrainConfig.from_yaml(saved)
-    cfg = config_from_args(args, base)
+        base = config_class.from_yaml(saved)
+    cfg = config_from_args(args, base, config_class)
     try:
-        result = Trainer(cfg, resume=args.resume).fit()
+        return cfg, trainer_class(cfg, resume=args.resume).fit()
     # a full disk while writing a checkpoint, a data-loader worker killed while decoding a video, ...
     except (NonFiniteLossError, WorkerFailedError, OSError) as err:
         if isinstance(err, FileNotFoundError):
@@ -41,8 +45,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         last = latest_checkpoint(Path(cfg.out_dir) / "checkpoints")
         if last is not None:
-            print(f"the checkpoints are intact (newest: {last}); continue with `trecvit train --resume "
-                  f"--out-dir {cfg.out_dir}`", file=sys.stderr)
+            print(f"the checkpoints are intact (newest: {last}); continue with `trecvit {args.command} "
+                  f"--resume --out-dir {cfg.out_dir}`", file=sys.stderr)
+        return cfg, None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trecvit.training import Trainer
+    from trecvit.training.config import TrainConfig
+
+    _, result = run_config(args, TrainConfig, Trainer)
+    if result is None:
         return 1
     if result.final_eval is not None:
         ev = result.final_eval
@@ -52,6 +65,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.model_dir is not None:
         print(f"model: {result.model_dir}  (trecvit classify VIDEO --checkpoint {result.model_dir})")
     return 0
+
+
+def add_run_options(p: argparse.ArgumentParser, command: str) -> None:
+    """``--config`` and ``--resume``, the options of a run besides its config fields."""
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="a YAML file of run options, applied over the defaults and under the "
+                        "command-line options (default: none)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue the run in --out-dir from its newest complete checkpoint (with its "
+                        f"saved config.yaml when no --config is given; `trecvit {command} --resume "
+                        f"--out-dir RUN`)")
 
 
 # ----------------------------------------------------------------------------
@@ -119,12 +143,7 @@ def add_parsers(sub) -> None:
                     "under torchrun for several processes (DDP). The run folder gets config.yaml, "
                     "metrics.csv, TensorBoard events, checkpoints/, curves.png, per_class.csv and the "
                     "final model/ (a save_pretrained folder).")
-    p.add_argument("--config", default=None, metavar="YAML",
-                   help="a YAML file of training options, applied over the defaults and under the "
-                        "command-line options (default: none)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out-dir from its newest complete checkpoint (with its "
-                        "saved config.yaml when no --config is given)")
+    add_run_options(p, "train")
     add_config_arguments(p)
     p.set_defaults(func=cmd_train)
 

@@ -3,7 +3,8 @@
 - :class:`TrainConfig`: every option of a run, from YAML and the command line.
 - :class:`Trainer`: the loop (AdamW, warm-up + cosine, clipping, accumulation,
   bfloat16, EMA, activation checkpointing, ``torch.compile``, DDP under
-  ``torchrun``), atomic checkpoints and exact ``--resume``.
+  ``torchrun``), atomic checkpoints and exact ``--resume``; other tasks subclass
+  it and override its hooks (``trecvit pretrain``: :class:`trecvit.mae.Pretrainer`).
 - :func:`evaluate`: multi-view, video-level accuracy.
 """
 

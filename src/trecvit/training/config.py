@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -35,7 +35,14 @@ class TrainConfig:
 
     The field documentation below is generated from each field's ``metadata["help"]``, which
     is also the help of its ``trecvit train`` option.
+
+    A task's own run configuration subclasses this one (``trecvit pretrain``'s
+    :class:`trecvit.mae.PretrainConfig`): it may add fields, allow more ``data_formats`` and
+    list the ``unused_fields`` it refuses (they get no command-line option).
     """
+
+    data_formats: ClassVar[tuple[str, ...]] = DATA_FORMATS
+    unused_fields: ClassVar[tuple[str, ...]] = ()
 
     # run
     out_dir: str = field(default="runs/trecvit", metadata={"help": (
@@ -172,50 +179,51 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
-        hints = typing.get_type_hints(TrainConfig)
+        kind = type(self).__name__
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if not _matches(value, hints[f.name]):
-                raise ValueError(f"TrainConfig.{f.name} must be {_type_name(hints[f.name])}, "
+                raise ValueError(f"{kind}.{f.name} must be {_type_name(hints[f.name])}, "
                                  f"got {value!r}")
-        if self.data not in DATA_FORMATS:
-            raise ValueError(f"TrainConfig.data must be one of {DATA_FORMATS}, got {self.data!r}")
+        if self.data not in self.data_formats:
+            raise ValueError(f"{kind}.data must be one of {self.data_formats}, got {self.data!r}")
         from trecvit.architectures import ARCH_NAMES  # the architecture table
 
         if self.arch not in ARCH_NAMES:
-            raise ValueError(f"TrainConfig.arch must be one of {ARCH_NAMES} (the architecture table), "
+            raise ValueError(f"{kind}.arch must be one of {ARCH_NAMES} (the architecture table), "
                              f"got {self.arch!r}")
         if self.vit_input_norm not in ("inception", "imagenet", "none"):
-            raise ValueError(f"TrainConfig.vit_input_norm must be inception, imagenet or none, got "
+            raise ValueError(f"{kind}.vit_input_norm must be inception, imagenet or none, got "
                              f"{self.vit_input_norm!r}")
         if self.data != "synthetic" and not self.train_data:
-            raise ValueError(f"TrainConfig.train_data is required for data={self.data!r}")
+            raise ValueError(f"{kind}.train_data is required for data={self.data!r}")
         for name in ("num_frames", "stride", "image_size", "batch_size", "grad_accum", "log_every",
                      "eval_every", "keep_last", "max_nonfinite", "synthetic_train_size", "epochs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{kind}.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("num_workers", "decode_threads", "save_every", "warmup_steps", "randaug_ops",
                      "synthetic_val_size"):
             if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise ValueError(f"{kind}.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "min_lr", "weight_decay", "clip_grad", "mixup", "cutmix", "label_smoothing",
                      "ema_decay"):
             if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise ValueError(f"{kind}.{name} must be >= 0, got {getattr(self, name)}")
         if self.decode_timeout is not None and not 0 < self.decode_timeout < float("inf"):
-            raise ValueError(f"TrainConfig.decode_timeout must be > 0 or None, got {self.decode_timeout}")
+            raise ValueError(f"{kind}.decode_timeout must be > 0 or None, got {self.decode_timeout}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"TrainConfig.max_steps must be >= 1 or None, got {self.max_steps}")
+            raise ValueError(f"{kind}.max_steps must be >= 1 or None, got {self.max_steps}")
         if not 0 < self.min_scale <= 1:
-            raise ValueError(f"TrainConfig.min_scale must be in (0, 1], got {self.min_scale}")
+            raise ValueError(f"{kind}.min_scale must be in (0, 1], got {self.min_scale}")
         if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise ValueError(f"{kind}.ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise ValueError(f"{kind}.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.min_lr > self.lr:
-            raise ValueError(f"TrainConfig.min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+            raise ValueError(f"{kind}.min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
         if self.batch_size % self.grad_accum:
-            raise ValueError(f"TrainConfig.batch_size ({self.batch_size}) must be divisible by "
+            raise ValueError(f"{kind}.batch_size ({self.batch_size}) must be divisible by "
                              f"grad_accum ({self.grad_accum})")
 
     # ------------------------------------------------------------------- I/O
@@ -304,10 +312,15 @@ def default_text(f: dataclasses.Field) -> str:
     return str(default)
 
 
-def _field_docs() -> str:
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+def field_docs(config_class: type | None = None) -> str:
+    """The documentation of every field of ``config_class`` (default :class:`TrainConfig`) but
+    its ``unused_fields``, by section (a field in no section of :data:`SECTIONS` goes under
+    "Other"), for its docstring."""
+    config_class = config_class or TrainConfig
+    fields = {f.name: f for f in dataclasses.fields(config_class) if f.name not in config_class.unused_fields}
     listed = {name for _, names in SECTIONS for name in names}
-    sections = [*SECTIONS, ("Other", tuple(n for n in fields if n not in listed))]
+    sections = [(title, tuple(n for n in names if n in fields)) for title, names in SECTIONS]
+    sections.append(("Other", tuple(n for n in fields if n not in listed)))
     lines = []
     for title, names in sections:
         if not names:
@@ -322,7 +335,7 @@ def _field_docs() -> str:
     return "\n".join(lines)
 
 
-TrainConfig.__doc__ = f"{inspect.cleandoc(TrainConfig.__doc__ or '')}\n\n{_field_docs()}"
+TrainConfig.__doc__ = f"{inspect.cleandoc(TrainConfig.__doc__ or '')}\n\n{field_docs(TrainConfig)}"
 
 
 # --------------------------------------------------------------- type checks
@@ -381,16 +394,20 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.strip(), _parse_value(value)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per :class:`TrainConfig` field, documented by the field's metadata (defaults
-    suppressed, so only the options given on the command line override the YAML file)."""
-    hints = typing.get_type_hints(TrainConfig)
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type | None = None) -> None:
+    """Add one option per field of ``config_class`` (default :class:`TrainConfig`; its
+    ``unused_fields`` get none), documented by the field's metadata (defaults suppressed, so only
+    the options given on the command line override the YAML file)."""
+    config_class = config_class or TrainConfig
+    hints = typing.get_type_hints(config_class)
     group = parser.add_argument_group(
         "training options (override the --config file)",
         "Each option sets the TrainConfig field of the same name, which is spelt in snake_case in "
         "the --config YAML file (--train-data: train_data). Booleans also take --no-..., and an "
         "optional value takes none.")
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(config_class):
+        if f.name in config_class.unused_fields:
+            continue
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         text = f"{f.metadata['help']} (default: {default_text(f)})".replace("%", "%%")
@@ -406,15 +423,19 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                help=text)
 
 
-def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
-    """Apply the options present in ``args`` over ``base`` (or the YAML in ``args.config``)."""
+def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None,
+                     config_class: type | None = None) -> TrainConfig:
+    """Apply the options present in ``args`` over ``base`` (or the YAML in ``args.config``); the
+    result is a ``config_class`` (default :class:`TrainConfig`)."""
+    config_class = config_class or TrainConfig
     if base is None:
-        base = TrainConfig.from_yaml(args.config) if getattr(args, "config", None) else TrainConfig()
+        base = config_class.from_yaml(args.config) if getattr(args, "config", None) else config_class()
+    hints = typing.get_type_hints(config_class)
     changes: dict[str, Any] = {}
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(config_class):
         if f.name in vars(args):
             value = getattr(args, f.name)
-            if typing.get_origin(typing.get_type_hints(TrainConfig)[f.name]) is dict:
+            if typing.get_origin(hints[f.name]) is dict:
                 value = {**base.model, **dict(value)}
             changes[f.name] = value
     return base.replace(**changes)

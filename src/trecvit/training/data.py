@@ -131,16 +131,14 @@ def build_datasets(cfg: TrainConfig, log: bool = True) -> tuple[Dataset, Dataset
             val = ClipTensorDataset(*val_src.materialize(), classes=list(val_src.classes))
         return train, val, list(train.classes)
 
-    common = dict(num_frames=cfg.num_frames, stride=cfg.stride, image_size=cfg.image_size,
-                  decode_threads=cfg.decode_threads, decode_timeout=cfg.decode_timeout, seed=cfg.seed)
+    common = clip_options(cfg)
     labels = cfg.labels
     classes = None
     if cfg.data == "csv" and labels:
         classes = read_class_names(labels)
         labels = None
     train = build_dataset(cfg.data, cfg.train_data, video_root=cfg.video_root, labels=labels,
-                          classes=classes, train=True, hflip=cfg.hflip, min_scale=cfg.min_scale,
-                          randaug_ops=cfg.randaug_ops, randaug_magnitude=cfg.randaug_magnitude, **common)
+                          classes=classes, train=True, **train_augmentation(cfg), **common)
     val = None
     if cfg.val_data:
         val = build_dataset(cfg.data, cfg.val_data, video_root=cfg.video_root, labels=labels,
@@ -149,6 +147,18 @@ def build_datasets(cfg: TrainConfig, log: bool = True) -> tuple[Dataset, Dataset
         logger.info("data: %d training videos%s, %d classes", len(train),
                     f", {len(val)} validation videos" if val is not None else "", train.num_classes)
     return train, val, list(train.classes)
+
+
+def clip_options(cfg: TrainConfig) -> dict:
+    """The :class:`~trecvit.data.VideoClipDataset` options of ``cfg`` shared by both splits."""
+    return dict(num_frames=cfg.num_frames, stride=cfg.stride, image_size=cfg.image_size,
+                decode_threads=cfg.decode_threads, decode_timeout=cfg.decode_timeout, seed=cfg.seed)
+
+
+def train_augmentation(cfg: TrainConfig) -> dict:
+    """The training split's augmentation options of ``cfg``."""
+    return dict(hflip=cfg.hflip, min_scale=cfg.min_scale, randaug_ops=cfg.randaug_ops,
+                randaug_magnitude=cfg.randaug_magnitude)
 
 
 def read_class_names(path: str) -> list[str]:

@@ -80,8 +80,9 @@ class MetricsLog:
     last checkpoint, so the file reads as one uninterrupted run.
     """
 
-    def __init__(self, out_dir: Path, tensorboard: bool = True):
+    def __init__(self, out_dir: Path, tensorboard: bool = True, fields: tuple[str, ...] = CSV_FIELDS):
         self.path = out_dir / "metrics.csv"
+        self.fields = tuple(fields)
         self.writer = None
         if tensorboard:
             try:
@@ -92,14 +93,14 @@ class MetricsLog:
                 self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
         if not self.path.exists():
             with open(self.path, "w", newline="", encoding="utf-8") as fh:
-                csv.writer(fh).writerow(CSV_FIELDS)
+                csv.writer(fh).writerow(self.fields)
 
     def truncate_after(self, step: int) -> None:
         """Keep the rows up to ``step``, dropping any row cut short by a crash mid-write."""
         rows = self.read(self.path)
 
         def keep(row: dict[str, str]) -> bool:
-            if any(row.get(k) is None for k in CSV_FIELDS) or None in row:
+            if any(row.get(k) is None for k in self.fields) or None in row:
                 return False  # too few or too many fields: a torn line
             try:
                 return int(row["step"]) <= step
@@ -112,18 +113,18 @@ class MetricsLog:
 
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+                w = csv.DictWriter(fh, fieldnames=self.fields)
                 w.writeheader()
                 w.writerows(kept)
         atomic_write(self.path, write)
 
     def log(self, step: int, epoch: float, split: str, **values: float) -> None:
         row = {"step": step, "epoch": f"{epoch:.4f}", "split": split}
-        for key in CSV_FIELDS[3:]:
+        for key in self.fields[3:]:
             value = values.get(key)
             row[key] = "" if value is None else (f"{value:.6g}" if isinstance(value, float) else value)
         with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            csv.DictWriter(fh, fieldnames=CSV_FIELDS).writerow(row)
+            csv.DictWriter(fh, fieldnames=self.fields).writerow(row)
             fh.flush()
         if self.writer is not None:
             for key, value in values.items():
@@ -141,9 +142,12 @@ class MetricsLog:
             return list(csv.DictReader(fh))
 
 
-def plot_curves(runs: dict[str, Path], out_png: Path, title: str = "") -> None:
-    """Training loss and validation top-1 against the step of one or more runs
-    (``{name: metrics.csv}``), side by side, as a PNG (written atomically)."""
+def plot_curves(runs: dict[str, Path], out_png: Path, title: str = "", *, metric: str = "top1",
+                metric_label: str = "validation top-1 (%)", scale: float = 100.0,
+                ylim: tuple[float, float] | None = (0.0, 100.0)) -> None:
+    """Training loss and a validation metric (column ``metric`` times ``scale``; top-1 in %
+    by default) against the step of one or more runs (``{name: metrics.csv}``), side by side,
+    as a PNG (written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,13 +157,16 @@ def plot_curves(runs: dict[str, Path], out_png: Path, title: str = "") -> None:
     for name, csv_path in runs.items():
         rows = MetricsLog.read(csv_path)
         train = [(int(r["step"]), float(r["loss"])) for r in rows if r["split"] == "train" and r["loss"]]
-        val = [(int(r["step"]), 100 * float(r["top1"])) for r in rows if r["split"] == "val" and r["top1"]]
+        val = [(int(r["step"]), scale * float(r[metric])) for r in rows
+               if r["split"] == "val" and r.get(metric)]
         if train:
             ax1.plot(*zip(*train), label=name, lw=1.2)
         if val:
             ax2.plot(*zip(*val), marker="o", label=name)
     ax1.set(xlabel="step", ylabel="training loss", yscale="log")
-    ax2.set(xlabel="step", ylabel="validation top-1 (%)", ylim=(0, 100))
+    ax2.set(xlabel="step", ylabel=metric_label)
+    if ylim is not None:
+        ax2.set_ylim(*ylim)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         if len(runs) > 1:

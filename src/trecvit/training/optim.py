@@ -10,14 +10,15 @@ from torch import nn
 from trecvit.base import upgrade_state_dict
 
 # Parameters that are matrices by shape but are not decayed (as in big_vision / timm).
-NO_DECAY_NAMES = ("pos_embed", "cls_token")
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: matrices (``dim >= 2``) decayed, everything else not.
 
     Biases (also the block-diagonal gates' ``[h, l/h]`` biases), norm scales, the
-    RG-LRU ``a_param``, the position embedding and the class token get no weight decay.
+    RG-LRU ``a_param``, the position embedding, the class token and the masked autoencoder's
+    mask token get no weight decay.
     """
     decay, no_decay = [], []
     for name, param in model.named_parameters():

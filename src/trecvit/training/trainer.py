@@ -27,7 +27,7 @@ from trecvit.training import distributed
 from trecvit.training.checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from trecvit.training.config import TrainConfig
 from trecvit.training.data import StepPlan, build_datasets, eval_loader, train_loader
-from trecvit.training.metrics import (EvalResult, MetricsLog, per_class_table, plot_curves,
+from trecvit.training.metrics import (CSV_FIELDS, EvalResult, MetricsLog, per_class_table, plot_curves,
                                       write_per_class_csv)
 from trecvit.training.optim import ModelEma, build_optimizer, lr_at
 
@@ -136,6 +136,13 @@ def evaluate(model: nn.Module, dataset, *, device: torch.device, batch_size: int
 class Trainer:
     """Runs one training job described by a :class:`TrainConfig`.
 
+    The loop (schedule, accumulation, bfloat16, DDP, non-finite steps, checkpoints, exact
+    resume, logs) is task-independent; a task subclasses it and overrides the hooks
+    :meth:`build`, :meth:`batch_loss`, :meth:`evaluate_model`, :meth:`eval_row`,
+    :meth:`eval_text`, :meth:`report_final` and :meth:`save_model` (as
+    :class:`trecvit.mae.Pretrainer` does), and sets ``csv_fields`` / ``curve_metric``.
+    This class is supervised classification.
+
     Args:
         config: the run. Its ``out_dir`` must not hold another run's checkpoints
             unless ``resume``.
@@ -145,10 +152,83 @@ class Trainer:
             config (its ``config.num_classes`` must match the data).
     """
 
+    csv_fields: tuple[str, ...] = CSV_FIELDS  # the columns of metrics.csv
+    train_metric: str | None = "top1"  # the per-clip training metric batch_loss sums, logged as this
+    curve_metric: tuple[str, str, float, tuple[float, float] | None] = (
+        "top1", "validation top-1 (%)", 100.0, (0.0, 100.0))  # curves.png's right panel
+
     def __init__(self, config: TrainConfig, *, resume: bool = False, model: nn.Module | None = None):
         self.cfg = config
         self.resume = resume
         self._model = model
+        self.classes: list[str] = []  # the data's class names, once the run has started
+
+    # ------------------------------------------------------------------ hooks
+    def build(self, cfg: TrainConfig, classes: list[str]) -> nn.Module:
+        """The model to train (unless one was given to the constructor)."""
+        return build_model(cfg, len(classes))
+
+    def build_datasets(self, cfg: TrainConfig, info: distributed.DistInfo):
+        """``(train set, validation set or None, class names)``."""
+        return build_datasets(cfg, log=info.is_main)
+
+    def check_model(self, model: nn.Module, classes: list[str]) -> None:
+        """Refuse a model that does not fit the data."""
+        if model.config.num_classes != len(classes):
+            raise ValueError(f"the model has {model.config.num_classes} classes, the data {len(classes)}")
+
+    def batch_loss(self, runner: nn.Module, video: torch.Tensor, labels: torch.Tensor, batch: dict, *,
+                   step: int, micro: int, info: distributed.DistInfo, autocast, empty: bool
+                   ) -> tuple[torch.Tensor, float | None]:
+        """``(loss, metric)`` of one micro-batch: the float32 loss to back-propagate (its mean over
+        the clips) and the sum over its clips of the training metric (``None``: none)."""
+        cfg = self.cfg
+        targets = labels
+        mixing = cfg.mixup > 0 or cfg.cutmix > 0
+        if mixing and not empty:
+            from trecvit.data.transforms import mixup_cutmix
+
+            seed = ((cfg.seed * 1_000_003 + step) * 257 + info.rank) * 17 + micro
+            video, targets = mixup_cutmix(
+                video, labels, len(self.classes), mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
+                label_smoothing=cfg.label_smoothing, generator=torch.Generator().manual_seed(seed))
+            targets = targets.to(video.device)
+        with autocast:
+            logits = runner(video).logits
+        loss = F.cross_entropy(logits.float(), targets,
+                               label_smoothing=0.0 if mixing else cfg.label_smoothing)
+        return loss, float((logits.detach().argmax(-1) == labels).sum().item())
+
+    def evaluate_model(self, cfg: TrainConfig, info: distributed.DistInfo, device: torch.device,
+                       model: nn.Module, val_set):
+        """The held-out evaluation (of the weights in ``model``: the EMA's when there is one)."""
+        micro = max(cfg.batch_size // (info.world_size * cfg.grad_accum), 1)
+        return evaluate(model, val_set, device=device, batch_size=micro, bf16=cfg.bf16,
+                        num_workers=cfg.num_workers, info=info, progress=cfg.progress)
+
+    def eval_row(self, result) -> dict[str, float]:
+        """The ``val`` row of metrics.csv for an evaluation result."""
+        return dict(loss=result.loss, top1=result.top1, top5=result.top5)
+
+    def eval_text(self, result) -> str:
+        """One line for the console after an evaluation."""
+        return (f"val loss {result.loss:.4f}, top-1 {100 * result.top1:.2f}%, top-5 "
+                f"{100 * result.top5:.2f}% ({result.num_videos} videos)")
+
+    def report_final(self, out: Path, result, classes: list[str]) -> None:
+        """Log the final evaluation and write its files (main process only)."""
+        logger.info("final: top-1 %.2f%%, top-5 %.2f%% on %d videos\n%s", 100 * result.top1,
+                    100 * result.top5, result.num_videos, per_class_table(result, classes))
+        write_per_class_csv(out / "per_class.csv", result, classes)
+
+    def save_model(self, out: Path, model: nn.Module, classes: list[str]) -> Path:
+        """Save the trained model (main process only); returns its folder."""
+        cfg = self.cfg
+        model_dir = out / "model"
+        model.save_pretrained(model_dir, preprocessor=PreprocessorConfig(
+            num_frames=cfg.num_frames, stride=cfg.stride, image_size=cfg.image_size))
+        (model_dir / "classes.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+        return model_dir
 
     # ----------------------------------------------------------------- set-up
     def _check_out_dir(self, info: distributed.DistInfo) -> Path:
@@ -182,13 +262,13 @@ class Trainer:
     def _fit(self, cfg: TrainConfig, info: distributed.DistInfo, device: torch.device) -> TrainResult:
         t_start = time.perf_counter()
         out = self._check_out_dir(info)
-        train_set, val_set, classes = build_datasets(cfg, log=info.is_main)
+        train_set, val_set, classes = self.build_datasets(cfg, info)
+        self.classes = classes
         plan = StepPlan(len(train_set), cfg.batch_size, info.world_size, cfg.grad_accum, cfg.seed)
         total_steps = cfg.max_steps or cfg.epochs * plan.steps_per_epoch
 
-        model = self._model if self._model is not None else build_model(cfg, len(classes))
-        if model.config.num_classes != len(classes):
-            raise ValueError(f"the model has {model.config.num_classes} classes, the data {len(classes)}")
+        model = self._model if self._model is not None else self.build(cfg, classes)
+        self.check_model(model, classes)
         self._write_config(out, info)
         model.to(device)
         if cfg.grad_checkpointing:
@@ -196,14 +276,15 @@ class Trainer:
         optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
         ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
         step, skipped = 0, 0
-        metrics = MetricsLog(out, tensorboard=cfg.tensorboard and info.is_main) if info.is_main else None
+        metrics = MetricsLog(out, tensorboard=cfg.tensorboard and info.is_main,
+                             fields=self.csv_fields) if info.is_main else None
 
         loaded = None
         if self.resume:  # the newest checkpoint that reads back intact
             loaded = load_latest_checkpoint(out / "checkpoints", device, move_aside=info.is_main)
         if loaded is not None:
             resume_from, payload = loaded
-            saved = TrainConfig.from_dict(payload["config"], source=str(resume_from))
+            saved = type(cfg).from_dict(payload["config"], source=str(resume_from))
             changed = saved.semantic_differences(cfg)
             if changed:
                 raise ValueError(f"cannot resume {out}: the configuration differs from the "
@@ -245,28 +326,22 @@ class Trainer:
             final = self._evaluate(cfg, info, device, model, ema, val_set)
         if info.is_main:
             if final is not None:
-                logger.info("final: top-1 %.2f%%, top-5 %.2f%% on %d videos\n%s", 100 * final.top1,
-                            100 * final.top5, final.num_videos, per_class_table(final, classes))
-                write_per_class_csv(out / "per_class.csv", final, classes)
-                metrics.log(total_steps, total_steps / plan.steps_per_epoch, "val", loss=final.loss,
-                            top1=final.top1, top5=final.top5)
-            model_dir = out / "model"
+                self.report_final(out, final, classes)
+                metrics.log(total_steps, total_steps / plan.steps_per_epoch, "val", **self.eval_row(final))
             with ema.swap_into(model) if ema is not None else contextlib.nullcontext():
-                model.save_pretrained(model_dir, preprocessor=PreprocessorConfig(
-                    num_frames=cfg.num_frames, stride=cfg.stride, image_size=cfg.image_size))
-            (model_dir / "classes.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+                model_dir = self.save_model(out, model, classes)
             metrics.close()
-            plot_curves({cfg.arch: out / "metrics.csv"}, out / "curves.png", title=f"{cfg.arch} ({out.name})")
+            name, label, scale, ylim = self.curve_metric
+            plot_curves({cfg.arch: out / "metrics.csv"}, out / "curves.png", title=f"{cfg.arch} ({out.name})",
+                        metric=name, metric_label=label, scale=scale, ylim=ylim)
             logger.info("saved %s, %s and %s", model_dir, out / "metrics.csv", out / "curves.png")
         distributed.barrier(info)
         return TrainResult(out, total_steps, skipped, final, model_dir, classes,
                            time.perf_counter() - t_start)
 
-    def _evaluate(self, cfg, info, device, model, ema, val_set) -> EvalResult:
-        micro = max(cfg.batch_size // (info.world_size * cfg.grad_accum), 1)
+    def _evaluate(self, cfg, info, device, model, ema, val_set):
         with ema.swap_into(model) if ema is not None else contextlib.nullcontext():
-            return evaluate(model, val_set, device=device, batch_size=micro, bf16=cfg.bf16,
-                            num_workers=cfg.num_workers, info=info, progress=cfg.progress)
+            return self.evaluate_model(cfg, info, device, model, val_set)
 
     # ------------------------------------------------------------------- loop
     def _loop(self, cfg, info, device, model, runner, optimizer, ema, metrics, plan, train_set, val_set,
@@ -276,7 +351,6 @@ class Trainer:
         batches = iter(loader)
         params = [p for p in model.parameters() if p.requires_grad]
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-        mixing = cfg.mixup > 0 or cfg.cutmix > 0
         consecutive = 0
         failed_videos: list[tuple[int, str]] = []
         window = {"loss": 0.0, "clips": 0, "t": time.perf_counter(), "top1": 0.0}
@@ -289,7 +363,7 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            stats = torch.zeros(4, dtype=torch.float64)  # loss sum, clips, correct, non-finite flag
+            stats = torch.zeros(4, dtype=torch.float64)  # loss sum, clips, metric sum, non-finite flag
             for a in range(cfg.grad_accum):
                 batch = next(batches)
                 failed_videos.extend(batch.get("failed", []))
@@ -303,21 +377,10 @@ class Trainer:
                 else:
                     video = batch["video"].to(device, non_blocking=True)
                     labels = batch["label"].to(device)
-                targets = labels
-                if mixing and not empty:
-                    from trecvit.data.transforms import mixup_cutmix
-
-                    seed = ((cfg.seed * 1_000_003 + step) * 257 + info.rank) * 17 + a
-                    video, targets = mixup_cutmix(
-                        video, labels, len(classes), mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
-                        label_smoothing=cfg.label_smoothing, generator=torch.Generator().manual_seed(seed))
-                    targets = targets.to(device)
                 skip_sync = not sync and hasattr(runner, "no_sync")  # DDP: all-reduce on the last micro-batch
                 with runner.no_sync() if skip_sync else contextlib.nullcontext():
-                    with autocast:
-                        logits = runner(video).logits
-                    loss = F.cross_entropy(logits.float(), targets,
-                                           label_smoothing=0.0 if mixing else cfg.label_smoothing)
+                    loss, metric = self.batch_loss(runner, video, labels, batch, step=step, micro=a,
+                                                   info=info, autocast=autocast, empty=empty)
                     ((loss * 0.0 if empty else loss) / cfg.grad_accum).backward()
                 if empty:
                     continue
@@ -328,7 +391,7 @@ class Trainer:
                 else:
                     stats[3] = 1
                 stats[1] += n
-                stats[2] += (logits.detach().argmax(-1) == labels).sum().item()
+                stats[2] += metric or 0.0
             if cfg.clip_grad:
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
             else:
@@ -369,8 +432,9 @@ class Trainer:
                 rate = window["clips"] / max(elapsed, 1e-9)
                 if info.is_main:
                     bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}")
-                    metrics.log(done, epoch_f, "train", loss=mean_loss, top1=window["top1"] / clips, lr=lr,
-                                clips_per_s=rate, skipped=skipped)
+                    train_metric = {self.train_metric: window["top1"] / clips} if self.train_metric else {}
+                    metrics.log(done, epoch_f, "train", loss=mean_loss, lr=lr, clips_per_s=rate,
+                                skipped=skipped, **train_metric)
                     if not cfg.progress:
                         logger.info("step %d/%d  loss %.4f  lr %.2e  %.1f clips/s", done, total_steps,
                                     mean_loss, lr, rate)
@@ -392,10 +456,8 @@ class Trainer:
                     and (done // plan.steps_per_epoch) % cfg.eval_every == 0:
                 result = self._evaluate(cfg, info, device, model, ema, val_set)
                 if info.is_main:
-                    metrics.log(done, epoch_f, "val", loss=result.loss, top1=result.top1, top5=result.top5)
-                    bar.write(f"epoch {done // plan.steps_per_epoch}: val loss {result.loss:.4f}, "
-                              f"top-1 {100 * result.top1:.2f}%, top-5 {100 * result.top5:.2f}% "
-                              f"({result.num_videos} videos)")
+                    metrics.log(done, epoch_f, "val", **self.eval_row(result))
+                    bar.write(f"epoch {done // plan.steps_per_epoch}: {self.eval_text(result)}")
                 model.train()
                 window["t"] = time.perf_counter()  # throughput counts training time only
         bar.close()
