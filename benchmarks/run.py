@@ -19,6 +19,9 @@ scan       the RG-LRU layer alone (B*N = 197, L = 768), forward + backward, T = 
            bandwidth; equality with the simple sequential scan.
 memory     peak memory of the full-clip forward and of a training step of TRecViT-B at 224
            against the number of frames (8, 16, 32, 64), each in a fresh process.
+pretraining  a masked-autoencoder pre-training step (mask ratio 0.9: encoder on the visible
+           tubes, default decoder, forward + backward + AdamW) of TRecViT-S at 224, 16 frames,
+           against a supervised training step of the same encoder on all tokens, side by side.
 
 Every timing is the median of at least 3 repeats after a warm-up. Each benchmark writes
 ``<out>/<name>.json`` (ceilings, every run, targets) and prints a table.
@@ -42,7 +45,7 @@ from trecvit.layers.scan import linear_scan, resolve_scan_impl
 from trecvit.tools.profiling import (GB, MB, count_flops, measure_ceilings, measure_peak_memory, median,
                                run_in_child, synchronize, time_repeats)
 
-BENCHMARKS = ("inference", "streaming", "training", "scan", "memory")
+BENCHMARKS = ("inference", "streaming", "training", "scan", "memory", "pretraining")
 
 
 def log(msg: str) -> None:
@@ -255,6 +258,75 @@ def bench_training(args, ceil) -> dict:
               f"{r['gflop_per_s']:.1f} | {r['of_fp32_matmul']:.2f} | {r['of_own_dtype_matmul']:.2f} |"
               for r in rows]
     return {"rows": rows, "targets": targets, "table": table}
+
+
+# --------------------------------------------------------------------------- pre-training
+
+def bench_pretraining(args, ceil) -> dict:
+    from trecvit.mae import MAEConfig, MaskedAutoencoder, TubeMasking
+    from trecvit.mae.loss import reconstruction_loss
+
+    dev = torch.device(args.device)
+    variant, size, t, ratio = ("Ti", 64, 4, 0.9) if args.quick else ("S", 224, 16, 0.9)
+    torch.manual_seed(0)
+    supervised = build(variant, size, dev, train=True)
+    mae = MaskedAutoencoder(MAEConfig(encoder=supervised.config, mask_ratio=ratio)).to(dev).train()
+    opt_sup = torch.optim.AdamW(supervised.parameters(), lr=1e-4, weight_decay=0.05, fused=True)
+    opt_mae = torch.optim.AdamW(mae.parameters(), lr=1e-4, weight_decay=0.05, fused=True)
+    video = torch.rand(1, t, 3, size, size, device=dev)
+    label = torch.tensor([3], device=dev)
+    grid = supervised.config.grid_hw
+    masking = TubeMasking(grid[0] * grid[1], ratio, seed=0)
+    keep = masking.batch(0, [0]).to(dev)
+    patch = supervised.config.patch_size
+
+    def supervised_step():
+        loss = torch.nn.functional.cross_entropy(supervised(video).logits.float(), label)
+        loss.backward()
+        opt_sup.step()
+        opt_sup.zero_grad(set_to_none=True)
+
+    def pretraining_step():
+        loss = reconstruction_loss(mae(video, keep).pred, video, keep, patch)
+        loss.backward()
+        opt_mae.step()
+        opt_mae.zero_grad(set_to_none=True)
+
+    log(f"pre-training vs supervised step, {variant} at {size}, {t} frames, mask ratio {ratio}")
+    flops_sup = count_flops(lambda: supervised(video).logits.float().logsumexp(-1).sum().backward())
+    flops_mae = count_flops(lambda: reconstruction_loss(mae(video, keep).pred, video, keep, patch).backward())
+    opt_sup.zero_grad(set_to_none=True)
+    opt_mae.zero_grad(set_to_none=True)
+    supervised_step()  # warm-up: creates the optimiser state
+    pretraining_step()
+    sup_times, mae_times = [], []
+    for _ in range(args.repeats):  # alternating, so both see the same machine load
+        sup_times += time_repeats(supervised_step, repeats=1, warmup=0, device=dev)
+        mae_times += time_repeats(pretraining_step, repeats=1, warmup=0, device=dev)
+    ratios = [m / s for m, s in zip(mae_times, sup_times)]
+    row = {"variant": variant, "size": size, "frames": t, "mask_ratio": ratio,
+           "tokens_per_frame_encoder": masking.num_keep + 1,
+           "tokens_per_frame_supervised": supervised.config.num_tokens,
+           "supervised_seconds": median(sup_times), "pretraining_seconds": median(mae_times),
+           "supervised_runs": sup_times, "pretraining_runs": mae_times, "ratios": ratios,
+           "ratio": median(ratios), "supervised_gflop": flops_sup / GB, "pretraining_gflop": flops_mae / GB,
+           "encoder_parameters": sum(p.numel() for p in mae.encoder.parameters()),
+           "decoder_parameters": sum(p.numel() for p in mae.decoder.parameters())}
+    targets = [target("pre-training step / supervised step (median of side-by-side ratios)", row["ratio"],
+                      "<=", 0.3)]
+    table = ["| step | tokens per frame | GFLOP (fwd+bwd) | seconds (median) |",
+             "|---|---:|---:|---:|",
+             f"| supervised, all tokens | {row['tokens_per_frame_supervised']} | "
+             f"{row['supervised_gflop']:.1f} | {row['supervised_seconds']:.3f} |",
+             f"| MAE pre-training, ratio {ratio} (encoder + decoder) | {row['tokens_per_frame_encoder']} "
+             f"(decoder {grid[0] * grid[1]}) | {row['pretraining_gflop']:.1f} | "
+             f"{row['pretraining_seconds']:.3f} |",
+             "",
+             f"Ratio (median of {len(ratios)} side-by-side ratios): **{row['ratio']:.3f}** "
+             f"(runs: {', '.join(f'{r:.3f}' for r in ratios)}); FLOP ratio {flops_mae / flops_sup:.3f}. "
+             f"Encoder {row['encoder_parameters'] / 1e6:.1f} M parameters, decoder "
+             f"{row['decoder_parameters'] / 1e6:.2f} M."]
+    return {"rows": [row], "targets": targets, "table": table}
 
 
 # --------------------------------------------------------------------------- 4. scan

@@ -6,6 +6,8 @@ arguments and calls library functions (the library never imports this package).
 * :mod:`trecvit.cli.tools`: ``profile``, ``export``
 * :mod:`trecvit.cli.train`: ``train``, ``evaluate``
 * :mod:`trecvit.cli.demo`: ``demo``, ``synthetic``
+* :mod:`trecvit.cli.pretrain`: ``pretrain``, ``reconstruct``
+* :mod:`trecvit.cli.probe`: ``probe``
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import argparse
 import logging
 import sys
 
-from trecvit.cli import checkpoints, classify, demo, tools, train
+from trecvit.cli import checkpoints, classify, demo, pretrain, probe, tools, train
 
-COMMAND_GROUPS = (checkpoints, classify, tools, train, demo)
+COMMAND_GROUPS = (checkpoints, classify, tools, train, demo, pretrain, probe)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trecvit",
         description="TRecViT, a causal recurrent video transformer: convert the official checkpoint, "
                     "classify videos (whole or frame by frame), verify the installation, profile and "
-                    "export the model, train and evaluate classifiers, and run the training demo.")
+                    "export the model, train and evaluate classifiers, run the training demo, pre-train "
+                    "encoders by masked autoencoding, look at their reconstructions and probe their "
+                    "frozen features.")
     parser.add_argument("--version", action="version", version=f"trecvit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log at debug level and show full tracebacks on errors")
