@@ -222,6 +222,18 @@ def test_pretraining_learns_and_writes_the_encoder_and_the_autoencoder(tmp_path)
     assert autoencoder.config.mask_ratio == 0.75
 
 
+def test_bf16_accumulation_and_grad_checkpointing_run(tmp_path):
+    result = Pretrainer(_config(tmp_path / "run", max_steps=2, bf16=True, grad_accum=2,
+                                grad_checkpointing=True, norm_pix_loss=True, masked_loss=True)).fit()
+    assert result.skipped_steps == 0 and result.final_eval.num_videos == 8
+    assert MaskedAutoencoder.from_pretrained(tmp_path / "run" / "autoencoder").config.norm_pix_loss
+
+
+def test_the_shipped_demo_config_is_the_readme_run():
+    cfg = PretrainConfig.from_yaml(Path(__file__).parent.parent / "configs" / "mae_synthetic.yaml")
+    assert (cfg.mask_ratio, cfg.num_frames, cfg.model["patch_size"], cfg.epochs) == (0.75, 4, 4, 6)
+
+
 def test_classification_only_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match="PretrainConfig.mixup is not used"):
         _config(tmp_path, mixup=0.8)

@@ -79,7 +79,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     """Add ``probe`` to the ``trecvit`` sub-parsers."""
-    from trecvit.training.config import DATA_FORMATS, _key_value
+    from trecvit.training.config import DATA_FORMATS, key_value
 
     p = sub.add_parser(
         "probe", help="attentive and linear probes on a checkpoint's frozen features",
@@ -96,7 +96,7 @@ def add_parsers(sub) -> None:
                         "random for a freshly initialised TRecViT of --variant and --model (required)")
     p.add_argument("--variant", default="S",
                    help="the ViT size of the random encoder: mu, Ti, S, M, B, L, H, g or G (default S)")
-    p.add_argument("--model", type=_key_value, action="append", metavar="KEY=VALUE",
+    p.add_argument("--model", type=key_value, action="append", metavar="KEY=VALUE",
                    help="a TRecViTConfig field of the random encoder, e.g. patch_size=8; repeat for "
                         "several (default: none, the variant's config at --image-size and "
                         "frames_per_clip = --num-frames)")

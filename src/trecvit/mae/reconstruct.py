@@ -130,6 +130,6 @@ def save_grid(results: list[VideoReconstruction], path: str | Path, num_frames: 
         axes[3 * v][0].text(0.0, 1.32, f"{Path(res.path).name}: PSNR {res.psnr:.1f} dB, mean colour "
                             f"{res.baseline_psnr:.1f} dB, {res.mask_ratio:.0%} hidden",
                             transform=axes[3 * v][0].transAxes, fontsize=7, ha="left")
-    fig.subplots_adjust(left=0.1, right=0.98, top=1 - 0.5 / rows, bottom=0.01, hspace=0.25, wspace=0.05)
+    fig.subplots_adjust(left=0.1, right=0.98, top=1 - 0.5 / rows, bottom=0.01, hspace=0.42, wspace=0.05)
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

@@ -387,7 +387,9 @@ def _scalar_parser(hint: Any, name: str):
     return parse
 
 
-def _key_value(text: str) -> tuple[str, Any]:
+def key_value(text: str) -> tuple[str, Any]:
+    """A ``--model KEY=VALUE`` argument as ``(key, value)``, the value read as :func:`_parse_value`
+    does (``--model patch_size=8`` -> ``("patch_size", 8)``)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -415,7 +417,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type | N
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=text)
         elif typing.get_origin(hint) is dict:
-            group.add_argument(flag, dest=f.name, type=_key_value, action="append", metavar="KEY=VALUE",
+            group.add_argument(flag, dest=f.name, type=key_value, action="append", metavar="KEY=VALUE",
                                default=argparse.SUPPRESS, help=text)
         else:
             group.add_argument(flag, dest=f.name, type=_scalar_parser(hint, f.name),
