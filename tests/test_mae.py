@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from trecvit import TRecViT, TRecViTConfig
+from trecvit.checkpoints.auto import MAE_ARCH
 from trecvit.cli import main
 from trecvit.layers.rglru import RGLRU
 from trecvit.mae import MAEConfig, MaskedAutoencoder, PretrainConfig, Pretrainer, TubeMasking
@@ -187,6 +188,7 @@ def test_psnr_and_the_mean_colour_baseline():
 
 # ------------------------------------------------------------ save and load
 def test_autoencoder_folder_round_trip(tmp_path):
+    assert MaskedAutoencoder.arch == MAE_ARCH  # what the classifier loaders recognise
     model = _model(norm_pix_loss=True)
     model.save_pretrained(tmp_path / "ae")
     loaded = MaskedAutoencoder.from_pretrained(tmp_path / "ae")
@@ -320,6 +322,9 @@ def test_bad_input_on_the_command_line(tmp_path, capsys):
     _model().save_pretrained(tmp_path / "ae")
     assert main(["probe", "--checkpoint", str(tmp_path / "ae")]) == 2
     assert "model/" in capsys.readouterr().err
+    for command in ("train", "pretrain"):  # --init takes an encoder, not the autoencoder
+        assert main([command, "--out-dir", str(tmp_path / command), "--init", str(tmp_path / "ae")]) == 2
+        assert "pass the run's model/ folder" in capsys.readouterr().err
     (tmp_path / "novideos").mkdir()
     assert main(["pretrain", "--out-dir", str(tmp_path / "r2"), "--data", "videos", "--train-data",
                  str(tmp_path / "novideos")]) == 2

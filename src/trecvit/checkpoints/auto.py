@@ -19,6 +19,7 @@ from trecvit.checkpoints.official import OFFICIAL_CHECKPOINT_URL, load_official_
 from trecvit.checkpoints.pretrained import CONFIG_NAME, read_config_json
 
 CHECKPOINT_ENV = "TRECVIT_CHECKPOINT"
+MAE_ARCH = "trecvit_mae"  # trecvit.mae.MaskedAutoencoder.arch: a model folder, but not a classifier
 
 
 def from_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> VideoClassifier:
@@ -43,7 +44,12 @@ def read_config(directory: str | Path) -> tuple[object, str]:
     try:
         row = get_architecture(arch)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        hint = ""
+        if arch == MAE_ARCH:
+            hint = ("; this folder is a masked autoencoder (the autoencoder/ folder of a `trecvit pretrain` "
+                    "run): pass the run's model/ folder, its encoder as a TRecViT, or load it with "
+                    "trecvit.mae.MaskedAutoencoder.from_pretrained")
+        raise ValueError(f"{path}: {err}{hint}") from None
     try:
         return row.config_class.from_dict(data), arch
     except (TypeError, ValueError) as err:

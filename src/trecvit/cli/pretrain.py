@@ -74,7 +74,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "pretrain", help="self-supervised masked-autoencoder pre-training of a TRecViT encoder",
         description="Pre-train TRecViT on unlabelled video by masked autoencoding (VideoMAE's recipe: tube "
-                    "masking, 90%% of the patch tubes hidden, L2 reconstruction of the entire frames): the "
+                    "masking, 90% of the patch tubes hidden, L2 reconstruction of the entire frames): the "
                     "encoder runs on the visible tubes only, a small causal TRecViT decoder predicts every "
                     "patch. Labels of the data, if any, are ignored. Options come from the defaults, then "
                     "--config FILE.yaml, then the command line, as for trecvit train; run under torchrun for "

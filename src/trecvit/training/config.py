@@ -404,9 +404,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type | N
     hints = typing.get_type_hints(config_class)
     group = parser.add_argument_group(
         "training options (override the --config file)",
-        "Each option sets the TrainConfig field of the same name, which is spelt in snake_case in "
-        "the --config YAML file (--train-data: train_data). Booleans also take --no-..., and an "
-        "optional value takes none.")
+        f"Each option sets the {config_class.__name__} field of the same name, which is spelt in "
+        "snake_case in the --config YAML file (--train-data: train_data). Booleans also take "
+        "--no-..., and an optional value takes none.")
     for f in dataclasses.fields(config_class):
         if f.name in config_class.unused_fields:
             continue
