@@ -163,11 +163,9 @@ class TRecViTConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TRecViTConfig":
         """Build from a dict, refusing unknown fields by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TRecViTConfig field(s): {', '.join(unknown)}; "
-                             f"known fields: {', '.join(sorted(known))}")
+        from trecvit.validation import check_known_fields
+
+        check_known_fields(data, cls, "TRecViTConfig field(s)")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

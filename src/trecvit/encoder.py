@@ -46,6 +46,26 @@ class TRecViTLayer(nn.Module):
         return self.spatial(x), conv_state, lru_state
 
 
+def run_layers(layers: nn.ModuleList, x: torch.Tensor, conv: torch.Tensor | None = None,
+               lru: torch.Tensor | None = None, first: torch.Tensor | None = None, *,
+               checkpoint: bool = False) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """``x [b, t, n, d]`` through :class:`TRecViTLayer` s; ``conv`` / ``lru`` are their states
+    stacked over layers (``None``: start afresh), ``first [b]`` marks the streams that start here.
+    Returns ``(x, conv states, lru states)``, one state per layer. ``checkpoint`` recomputes each
+    layer's activations in the backward pass (without states only)."""
+    conv_states, lru_states = [], []
+    for i, layer in enumerate(layers):
+        if checkpoint:
+            x, conv_state, lru_state = torch.utils.checkpoint.checkpoint(
+                layer, x, None, None, first, use_reentrant=False)
+        else:
+            x, conv_state, lru_state = layer(x, None if conv is None else conv[i],
+                                             None if lru is None else lru[i], first)
+        conv_states.append(conv_state)
+        lru_states.append(lru_state)
+    return x, conv_states, lru_states
+
+
 class FrameTrunk(nn.Module):
     """What every trunk of the architecture table shares: a :class:`Tokenizer`, ``blocks``, a
     final ``norm`` and the checks on the frames it is given (shape, size, device, values).
@@ -135,18 +155,10 @@ class TRecViTEncoder(FrameTrunk):
         """Run the layers on ``tokens [b, t, n, d]``; returns ``(encoded, conv states, lru
         states)``, one state per layer. ``state`` continues streams, ``first [b]`` marks
         those that start here."""
-        x = tokens
-        conv_states, lru_states = [], []
-        for i, layer in enumerate(self.blocks):
-            conv_in = None if state is None else state.conv[i]
-            lru_in = None if state is None else state.lru[i]
-            if self.grad_checkpointing and torch.is_grad_enabled() and state is None:
-                x, conv_state, lru_state = torch.utils.checkpoint.checkpoint(
-                    layer, x, None, None, first, use_reentrant=False)
-            else:
-                x, conv_state, lru_state = layer(x, conv_in, lru_in, first)
-            conv_states.append(conv_state)
-            lru_states.append(lru_state)
+        checkpoint = self.grad_checkpointing and torch.is_grad_enabled() and state is None
+        x, conv_states, lru_states = run_layers(self.blocks, tokens, None if state is None else state.conv,
+                                                None if state is None else state.lru, first,
+                                                checkpoint=checkpoint)
         return self.norm(x), conv_states, lru_states
 
     # ------------------------------------------------------------- full clips

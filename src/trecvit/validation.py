@@ -8,9 +8,10 @@ no Python control flow on values).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -164,3 +165,12 @@ def size_hw(size: object, name: str = "image_size") -> tuple[int, int]:
     if len(size) != 2:
         raise ValueError(f"{name} must be an int or an (H, W) pair, got {size!r}")
     return int_at_least(size[0], f"{name}[0]"), int_at_least(size[1], f"{name}[1]")
+
+
+def check_known_fields(data: Mapping[str, object], config_class: type, what: str) -> None:
+    """Refuse keys of ``data`` that are not fields of the dataclass ``config_class``, naming them
+    and the known ones (``what``: e.g. ``"TRecViTConfig field(s)"``)."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")

@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from trecvit.checkpoints.integrity import atomic_write, tensor_checksums, verify_checksums
-from trecvit.validation import check_names_and_shapes, int_at_least, size_hw
+from trecvit.validation import check_known_fields, check_names_and_shapes, int_at_least, size_hw
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -80,12 +80,8 @@ class PreprocessorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "preprocessor config") -> "PreprocessorConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown field(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
         try:
+            check_known_fields(data, cls, "field(s)")
             return cls(**data)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{source}: {err}") from err

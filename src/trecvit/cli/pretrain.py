@@ -30,6 +30,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from trecvit.checkpoints.auto import model_folder
     from trecvit.checkpoints.pretrained import read_preprocessor
     from trecvit.mae.masking import check_mask_ratio
     from trecvit.mae.reconstruct import load_autoencoder, reconstruct_videos, save_grid
@@ -39,7 +40,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         check_mask_ratio(args.mask_ratio, "--mask-ratio")
     image_size = image_size_arg(args.image_size, "--image-size")
     model = load_autoencoder(args.checkpoint, device=args.device)
-    saved = read_preprocessor(args.checkpoint) if not str(args.checkpoint).endswith(".safetensors") else None
+    folder = model_folder(args.checkpoint)
+    saved = read_preprocessor(folder) if folder is not None else None
     cfg = model.config.encoder
     num_frames = args.frames or (saved.num_frames if saved else cfg.frames_per_clip)
     stride = args.stride or (saved.stride if saved else 1)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from trecvit.mae.masking import hidden_patches
+
 NORM_EPS = 1e-6
 
 
@@ -65,8 +67,7 @@ def reconstruction_loss(pred: torch.Tensor, video: torch.Tensor, keep: torch.Ten
     err = (pred.float() - targets(video, patch_size, norm_pix)).pow(2).mean(dim=-1)  # (b, t, N)
     if not masked_only:
         return err.mean()
-    masked = torch.ones(err.shape[0], err.shape[2], dtype=err.dtype, device=err.device)
-    masked = masked.scatter(1, keep.to(err.device).long(), 0.0)  # (b, N): 1 where masked
+    masked = hidden_patches(keep.to(err.device), err.shape[2]).to(err.dtype)  # (b, N): 1 where masked
     count = masked.sum() * err.shape[1]
     if float(count) == 0:  # nothing masked (ratio 0): the loss is zero, but keeps the graph
         return (err * 0.0).sum()

@@ -79,8 +79,13 @@ class TubeMasking:
 
     def dense(self, keep: torch.Tensor) -> torch.Tensor:
         """``[b, num_patches]`` bool, True where a patch is *masked* (hidden), from ``keep [b, k]``."""
-        masked = torch.ones(keep.shape[0], self.num_patches, dtype=torch.bool, device=keep.device)
-        return masked.scatter(1, keep, False)
+        return hidden_patches(keep, self.num_patches)
+
+
+def hidden_patches(keep: torch.Tensor, num_patches: int) -> torch.Tensor:
+    """``[b, num_patches]`` bool, True where a patch is hidden (not in ``keep [b, k]``)."""
+    hidden = torch.ones(keep.shape[0], num_patches, dtype=torch.bool, device=keep.device)
+    return hidden.scatter(1, keep.long(), False)
 
 
 def check_keep(keep: torch.Tensor, batch_size: int, num_patches: int) -> None:

@@ -38,10 +38,11 @@ from torch import nn
 
 from trecvit.checkpoints import pretrained as folder_format
 from trecvit.config import TRecViTConfig
-from trecvit.encoder import TRecViTEncoder, TRecViTLayer
+from trecvit.encoder import TRecViTEncoder, TRecViTLayer, run_layers
 from trecvit.init import init_weights_official
 from trecvit.mae.loss import pixels_from_prediction
 from trecvit.mae.masking import check_keep, check_mask_ratio
+from trecvit.validation import check_known_fields
 from trecvit.tokenizer import sincos2d_posemb
 
 
@@ -115,11 +116,7 @@ class MAEConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MAEConfig":
         """Build from a dict (the encoder as a dict of TRecViTConfig fields), refusing unknown fields."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown MAEConfig field(s): {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
+        check_known_fields(data, cls, "MAEConfig field(s)")
         return cls(**data)
 
     def replace(self, **changes: Any) -> "MAEConfig":
@@ -152,13 +149,9 @@ class MAEState(NamedTuple):
 
 
 def _run_layers(layers: nn.ModuleList, x: torch.Tensor, conv: torch.Tensor | None, lru: torch.Tensor | None,
-                first: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """``x [b, t, n, d]`` through TRecViT layers, continuing stacked states when given."""
-    convs, lrus = [], []
-    for i, layer in enumerate(layers):
-        x, c, h = layer(x, None if conv is None else conv[i], None if lru is None else lru[i], first)
-        convs.append(c)
-        lrus.append(h)
+                first: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`~trecvit.encoder.run_layers` with the new states stacked over layers."""
+    x, convs, lrus = run_layers(layers, x, conv, lru, first)
     return x, torch.stack(convs), torch.stack(lrus)
 
 
@@ -255,9 +248,8 @@ class MaskedAutoencoder(nn.Module):
         b, t, _, d = tokens.shape
         prefix = self.encoder.tokenizer.num_prefix_tokens
         index = keep + prefix
-        if prefix:
-            index = torch.cat([torch.zeros(b, prefix, dtype=index.dtype, device=index.device)
-                               .add_(torch.arange(prefix, device=index.device)), index], dim=1)
+        if prefix:  # the class token(s) first
+            index = torch.cat([torch.arange(prefix, device=index.device).expand(b, prefix), index], dim=1)
         return tokens.gather(2, index[:, None, :, None].expand(b, t, index.shape[1], d))
 
     def encode_visible(self, video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

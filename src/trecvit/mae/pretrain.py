@@ -140,13 +140,12 @@ def evaluate_reconstruction(model: MaskedAutoencoder, dataset, masking: TubeMask
         with autocast:
             pred = model(video, keep).pred
         p = model.patch_size
-        for i, index in enumerate(batch["index"].tolist()):
+        scores = psnr(pixels_from_prediction(pred, video, p, cfg.norm_pix_loss), video).tolist()
+        baselines = psnr(mean_colour_baseline(video, keep, p), video).tolist()
+        for i, index in enumerate(batch["index"].tolist()):  # the loss of each video on its own
             loss = reconstruction_loss(pred[i:i + 1], video[i:i + 1], keep[i:i + 1], p,
                                        norm_pix=cfg.norm_pix_loss, masked_only=cfg.masked_loss)
-            recon = pixels_from_prediction(pred[i:i + 1], video[i:i + 1], p, cfg.norm_pix_loss)
-            base = mean_colour_baseline(video[i:i + 1], keep[i:i + 1], p)
-            rows.append((index, float(loss), float(psnr(recon, video[i:i + 1])[0]),
-                         float(psnr(base, video[i:i + 1])[0])))
+            rows.append((index, float(loss), scores[i], baselines[i]))
     model.train(was_training)
     parts = distributed.all_gather_objects((rows, failed), info)
     every = sorted(r for part, _ in parts for r in part)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
+from trecvit.checkpoints.auto import model_folder
 from trecvit.checkpoints.integrity import atomic_write
 from trecvit.checkpoints.pretrained import read_config_json
 from trecvit.mae.loss import mean_colour_baseline, patchify, psnr, unpatchify
-from trecvit.mae.masking import TubeMasking
+from trecvit.mae.masking import TubeMasking, hidden_patches
 from trecvit.mae.model import MaskedAutoencoder
 
 MASK_GREY = 0.5  # the colour hidden patches are drawn in
@@ -26,9 +27,7 @@ MASK_GREY = 0.5  # the colour hidden patches are drawn in
 def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> MaskedAutoencoder:
     """The masked autoencoder of a ``trecvit pretrain`` run's ``autoencoder/`` folder, in eval mode.
     A TRecViT folder (the run's ``model/``, the encoder alone) is refused with a hint."""
-    folder = Path(path)
-    if folder.is_file() and folder.name == "model.safetensors":
-        folder = folder.parent
+    folder = model_folder(path) or Path(path)  # a folder, or the folder of its model.safetensors
     arch, _ = read_config_json(folder)
     if arch != MaskedAutoencoder.arch:
         raise ValueError(f"{folder} holds a {arch!r} model (no decoder); pass the autoencoder/ folder of a "
@@ -58,8 +57,7 @@ class VideoReconstruction:
 def masked_input(video: torch.Tensor, keep: torch.Tensor, patch_size: int) -> torch.Tensor:
     """``video [b, t, 3, H, W]`` with the hidden patches (not in ``keep [b, k]``) painted grey."""
     patches = patchify(video.float(), patch_size)  # (b, t, N, P)
-    masked = torch.ones(patches.shape[0], patches.shape[2], dtype=torch.bool, device=video.device)
-    masked = masked.scatter(1, keep.to(video.device).long(), False)  # (b, N)
+    masked = hidden_patches(keep.to(video.device), patches.shape[2])  # (b, N)
     patches = torch.where(masked[:, None, :, None], torch.full_like(patches, MASK_GREY), patches)
     grid = (video.shape[-2] // patch_size, video.shape[-1] // patch_size)
     return unpatchify(patches, patch_size, grid)

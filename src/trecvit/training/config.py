@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 
 import yaml
 
+from trecvit.validation import check_known_fields
+
 DATA_FORMATS = ("synthetic", "folder", "csv", "kinetics", "ssv2")
 
 # Fields that may change when a run is resumed: they do not change what is computed (a run folder
@@ -233,11 +235,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
         """Build from a mapping, refusing unknown keys by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown training option(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
+        try:
+            check_known_fields(data, cls, "training option(s)")
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
         hints = typing.get_type_hints(cls)
         data = dict(data)
         for key, value in data.items():  # YAML 1.1 reads 3e-4 (no dot) as a string
