@@ -20,6 +20,16 @@ from trecvit.checkpoints.pretrained import CONFIG_NAME, read_config_json
 
 CHECKPOINT_ENV = "TRECVIT_CHECKPOINT"
 MAE_ARCH = "trecvit_mae"  # trecvit.mae.MaskedAutoencoder.arch: a model folder, but not a classifier
+TRACKER_ARCH = "trecvit_tracker"  # trecvit.tracking.PointTracker.arch: likewise
+# What to do with a task model's folder where a classifier is expected.
+TASK_FOLDER_HINTS = {
+    MAE_ARCH: ("; this folder is a masked autoencoder (the autoencoder/ folder of a `trecvit pretrain` "
+               "run): pass the run's model/ folder, its encoder as a TRecViT, or load it with "
+               "trecvit.mae.MaskedAutoencoder.from_pretrained"),
+    TRACKER_ARCH: ("; this folder is a point tracker (the model/ folder of a `trecvit train-tracker` run): "
+                   "use it with trecvit eval-tracker or trecvit track, or load it with "
+                   "trecvit.tracking.PointTracker.from_pretrained"),
+}
 
 
 def from_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> VideoClassifier:
@@ -44,11 +54,7 @@ def read_config(directory: str | Path) -> tuple[object, str]:
     try:
         row = get_architecture(arch)
     except ValueError as err:
-        hint = ""
-        if arch == MAE_ARCH:
-            hint = ("; this folder is a masked autoencoder (the autoencoder/ folder of a `trecvit pretrain` "
-                    "run): pass the run's model/ folder, its encoder as a TRecViT, or load it with "
-                    "trecvit.mae.MaskedAutoencoder.from_pretrained")
+        hint = TASK_FOLDER_HINTS.get(arch, "")
         raise ValueError(f"{path}: {err}{hint}") from None
     try:
         return row.config_class.from_dict(data), arch

@@ -8,6 +8,7 @@ arguments and calls library functions (the library never imports this package).
 * :mod:`trecvit.cli.demo`: ``demo``, ``synthetic``
 * :mod:`trecvit.cli.pretrain`: ``pretrain``, ``reconstruct``
 * :mod:`trecvit.cli.probe`: ``probe``
+* :mod:`trecvit.cli.tracking`: ``train-tracker``, ``eval-tracker``, ``track``, ``synthetic-tracks``
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import argparse
 import logging
 import sys
 
-from trecvit.cli import checkpoints, classify, demo, pretrain, probe, tools, train
+from trecvit.cli import checkpoints, classify, demo, pretrain, probe, tools, tracking, train
 
-COMMAND_GROUPS = (checkpoints, classify, tools, train, demo, pretrain, probe)
+COMMAND_GROUPS = (checkpoints, classify, tools, train, demo, pretrain, probe, tracking)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="TRecViT, a causal recurrent video transformer: convert the official checkpoint, "
                     "classify videos (whole or frame by frame), verify the installation, profile and "
                     "export the model, train and evaluate classifiers, run the training demo, pre-train "
-                    "encoders by masked autoencoding, look at their reconstructions and probe their "
-                    "frozen features.")
+                    "encoders by masked autoencoding, look at their reconstructions, probe their "
+                    "frozen features, and train, evaluate and run point trackers on them.")
     parser.add_argument("--version", action="version", version=f"trecvit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log at debug level and show full tracebacks on errors")

@@ -178,6 +178,11 @@ def loader_timeout(dataset: Dataset, clips: int, num_workers: int) -> float:
     return clips * decode_timeout + 60.0
 
 
+def collate_for(dataset: Dataset):
+    """The dataset's own ``collate`` (e.g. point tracks), else :func:`collate_videos`."""
+    return getattr(dataset, "collate", collate_videos)
+
+
 def train_loader(dataset: Dataset, plan: StepPlan, start_step: int, end_step: int, rank: int,
                  num_workers: int, pin_memory: bool = False) -> DataLoader:
     """Micro-batches of steps ``[start_step, end_step)`` for process ``rank``.
@@ -185,7 +190,7 @@ def train_loader(dataset: Dataset, plan: StepPlan, start_step: int, end_step: in
     With workers, a worker that dies or stalls (see :func:`loader_timeout`) raises
     :class:`~trecvit.data.WorkerFailedError` naming the video it was decoding."""
     return VideoLoader(_EpochItems(dataset), batch_sampler=_PlanSampler(plan, start_step, end_step, rank),
-                       num_workers=num_workers, collate_fn=collate_videos,
+                       num_workers=num_workers, collate_fn=collate_for(dataset),
                        worker_init_fn=worker_init_fn if num_workers else None, pin_memory=pin_memory,
                        timeout=loader_timeout(dataset, plan.micro_batch, num_workers))
 
@@ -196,5 +201,6 @@ def eval_loader(dataset: Dataset, batch_size: int, rank: int, world_size: int, n
     indices = list(range(rank, len(dataset), world_size))  # type: ignore[arg-type]
     batches = [[(0, i) for i in indices[j:j + batch_size]] for j in range(0, len(indices), batch_size)]
     return VideoLoader(_EpochItems(dataset), batch_sampler=batches, num_workers=num_workers,
-                       collate_fn=collate_videos, worker_init_fn=worker_init_fn if num_workers else None,
+                       collate_fn=collate_for(dataset),
+                       worker_init_fn=worker_init_fn if num_workers else None,
                        timeout=loader_timeout(dataset, batch_size, num_workers))
