@@ -1,6 +1,6 @@
 """TRecViT benchmarks: our figures against this machine's own ceilings, measured in the same run.
 
-    python benchmarks/run.py                      # all five, CPU (about 20 minutes on 2 cores)
+    python benchmarks/run.py                      # all seven, CPU (about 45 minutes on 2 cores)
     python benchmarks/run.py --only scan,memory   # some of them
     python benchmarks/run.py --quick              # small shapes, a smoke test (about a minute)
     python benchmarks/run.py --device cuda        # on a GPU (adds bfloat16 rows)
@@ -22,6 +22,9 @@ memory     peak memory of the full-clip forward and of a training step of TRecVi
 pretraining  a masked-autoencoder pre-training step (mask ratio 0.9: encoder on the visible
            tubes, default decoder, forward + backward + AdamW) of TRecViT-S at 224, 16 frames,
            against a supervised training step of the same encoder on all tokens, side by side.
+tracking   online point tracking: per-frame latency of PointTracker.step (TRecViT-S and B at 224,
+           the default readout) with 16, 64 and 256 query points, against the encoder's step
+           alone, side by side; frames per second.
 
 Every timing is the median of at least 3 repeats after a warm-up. Each benchmark writes
 ``<out>/<name>.json`` (ceilings, every run, targets) and prints a table.
@@ -45,7 +48,7 @@ from trecvit.layers.scan import linear_scan, resolve_scan_impl
 from trecvit.tools.profiling import (GB, MB, count_flops, measure_ceilings, measure_peak_memory, median,
                                run_in_child, synchronize, time_repeats)
 
-BENCHMARKS = ("inference", "streaming", "training", "scan", "memory", "pretraining")
+BENCHMARKS = ("inference", "streaming", "training", "scan", "memory", "pretraining", "tracking")
 
 
 def log(msg: str) -> None:
@@ -485,6 +488,61 @@ def _fit(xs, ys):
     mx, my = sum(xs) / n, sum(ys) / n
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     return slope, my - slope * mx
+
+
+# --------------------------------------------------------------------------- 7. tracking
+
+def bench_tracking(args, ceil) -> dict:
+    from trecvit.tracking import PointTracker, TrackerConfig
+
+    dev = torch.device(args.device)
+    size = 64 if args.quick else 224
+    variants = ("Ti",) if args.quick else ("S", "B")
+    counts = (16, 64) if args.quick else (16, 64, 256)
+    frames_timed = 5 if args.quick else 10
+    rows, targets = [], []
+    for variant in variants:
+        torch.manual_seed(0)
+        tracker = PointTracker(TrackerConfig(encoder=TRecViTConfig.from_variant(variant, image_size=size))
+                               ).to(dev).eval()
+        frames = torch.rand(frames_timed + 2, 1, 3, size, size, device=dev)
+
+        def per_frame(step, state):  # median latency of frames_timed steps after 2 warm-up frames
+            times = []
+            with torch.inference_mode():
+                for i in range(frames_timed + 2):
+                    synchronize(dev)
+                    start = time.perf_counter()
+                    _, state = step(frames[i], state)
+                    synchronize(dev)
+                    times.append(time.perf_counter() - start)
+            return median(times[2:]), times[2:]
+
+        log(f"tracking {variant} at {size}: points {counts}")
+        encoder_runs, tracker_runs = [], {n: [] for n in counts}
+        for _ in range(args.repeats):  # side by side: the encoder alone, then the tracker per count
+            enc, _ = per_frame(tracker.encoder.step, tracker.encoder.init_state(1, size, device=dev))
+            encoder_runs.append(enc)
+            for n in counts:
+                g = torch.Generator().manual_seed(n)
+                queries = torch.cat([torch.zeros(1, n, 1), torch.rand(1, n, 2, generator=g)], -1).to(dev)
+                t, _ = per_frame(tracker.step, tracker.init_state(queries, size))
+                tracker_runs[n].append(t)
+        enc = median(encoder_runs)
+        for n in counts:
+            lat = median(tracker_runs[n])
+            ratio = median([t / e for t, e in zip(tracker_runs[n], encoder_runs)])
+            rows.append({"variant": variant, "size": size, "points": n, "latency_s": lat,
+                         "frames_per_s": 1 / lat, "encoder_step_s": enc, "over_encoder": ratio,
+                         "runs": tracker_runs[n], "encoder_runs": encoder_runs})
+            if n == 64:
+                targets.append(target(f"{variant}: tracker step with 64 points / encoder step", ratio,
+                                      "<=", 1.25, "the readout costs at most a quarter of the trunk"))
+    table = ["| variant | points | step ms | frames/s | encoder step ms | tracker / encoder |",
+             "|---|---:|---:|---:|---:|---:|"]
+    table += [f"| {r['variant']} | {r['points']} | {r['latency_s'] * 1e3:.1f} | {r['frames_per_s']:.2f} | "
+              f"{r['encoder_step_s'] * 1e3:.1f} | {r['over_encoder']:.2f} |" for r in rows]
+    return {"rows": rows, "targets": targets, "table": table}
 
 
 # --------------------------------------------------------------------------- main

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     for name in ("top_k", "frames", "stride", "print_every", "frames_per_clip", "size", "batch",
-                 "repeats"):
+                 "repeats", "max_videos", "max_frames", "num_videos", "grid", "grid_frames"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")

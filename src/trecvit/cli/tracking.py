@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from trecvit.cli.common import check_output, device_type
 from trecvit.cli.train import add_run_options, run_config
@@ -38,7 +39,8 @@ def cmd_eval_tracker(args: argparse.Namespace) -> int:
     if args.baseline is None and args.checkpoint is None:
         raise ValueError("give --checkpoint (a trecvit train-tracker run's model/ folder) or --baseline "
                          "static")
-    records = load_tracking_data(args.data, format=args.format, allow_pickle=args.allow_pickle)
+    records = load_tracking_data(args.data, format=args.format, allow_pickle=args.allow_pickle,
+                                 videos=args.videos)
     if args.max_videos:
         records = dict(list(records.items())[:args.max_videos])
     model = None
@@ -109,13 +111,27 @@ def cmd_synthetic_tracks(args: argparse.Namespace) -> int:
     if not args.out.endswith((".pkl", ".npz")):
         raise ValueError(f"--out is written as .pkl (the TAP-Vid DAVIS format) or .npz, got {args.out}")
     check_output(args.out, "out", args.overwrite)
+    if not args.fps > 0:
+        raise ValueError(f"--fps must be > 0, got {args.fps}")
     source = SyntheticTracks(args.num_videos, num_frames=args.frames, image_size=args.image_size,
                              num_points=args.points, seed=args.seed)
+    if args.mp4 is not None:
+        folder = Path(args.mp4)
+        if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not args.overwrite)):
+            raise ValueError(f"--mp4 {folder} exists and is not an empty folder; pass --overwrite to write "
+                             "into it")
     records = source.records()
     if args.out.endswith(".pkl"):
         write_davis_pickle(records, args.out, overwrite=args.overwrite)
     else:
         save_npz_tracks(records, args.out, overwrite=args.overwrite)
+    if args.mp4 is not None:
+        from trecvit.tracking.online import write_video
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, record in records.items():
+            write_video(folder / f"{name}.mp4", record["video"], fps=args.fps)
+        print(f"wrote {len(records)} videos to {folder}/ (for trecvit track)")
     print(f"wrote {args.out}: {len(records)} synthetic videos of {args.frames} frames at {args.image_size}x"
           f"{args.image_size}, {args.points} tracked points each (seed {args.seed})", file=sys.stdout)
     return 0
@@ -147,10 +163,14 @@ def add_parsers(sub) -> None:
                    help="the model/ folder of a trecvit train-tracker run (not needed with --baseline)")
     p.add_argument("--data", required=True, metavar="FILE",
                    help="the tracks: a TAP-Vid DAVIS/RGB-Stacking pickle, a folder of TAP-Vid Kinetics "
-                        "shards, or an .npz of tracks (trecvit synthetic-tracks writes both .pkl and .npz)")
+                        "shards, Perception Test's point-track JSON (with --videos), or an .npz of tracks "
+                        "(trecvit synthetic-tracks writes both .pkl and .npz)")
     p.add_argument("--format", default="auto",
                    choices=("auto", "davis", "kinetics", "rgb_stacking", "perception_test", "npz"),
                    help="the file's format (default auto: from its suffix and content)")
+    p.add_argument("--videos", default=None, metavar="DIR",
+                   help="for Perception Test (--data its point-track annotation JSON): the folder of its "
+                        "<video_id>.mp4 files (default: none; required for that format)")
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
     p.add_argument("--query-mode", default="first", choices=("first", "strided"),
                    help="first: each point queried at its first visible frame, later frames scored; strided: "
@@ -203,5 +223,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--points", type=int, default=64, help="tracked points per video (default 64)")
     p.add_argument("--seed", type=int, default=1000,
                    help="seeds the videos (default 1000; training uses seed 0 and up)")
+    p.add_argument("--mp4", default=None, metavar="DIR",
+                   help="also write every video as DIR/NAME.mp4, e.g. for trecvit track (default: none)")
+    p.add_argument("--fps", type=float, default=8.0, help="frame rate of the --mp4 videos (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_synthetic_tracks)

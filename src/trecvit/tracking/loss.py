@@ -12,7 +12,8 @@ frame, a causal tracker's outputs are the query itself):
   (the position detached: this loss teaches the tracker to know when it is
   right, not to move), on the frames where the point is visible.
 
-Each term is a mean over the frames it counts; the total is their weighted sum.
+Each term is a mean over the clips of its mean over the entries (points x frames)
+it counts in the clip; the total is their weighted sum.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ class TrackingLoss(NamedTuple):
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
+    """The mean over clips of each clip's mean over its counted entries (``x``, ``mask [b, n, t]``):
+    every clip weighs the same, so the mean over a batch split between processes is the mean of
+    their means."""
+    per_clip = (x * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1)
+    return per_clip.mean()
 
 
 def tracking_loss(out: TrackingOutput, target_points: torch.Tensor, occluded: torch.Tensor,

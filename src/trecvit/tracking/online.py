@@ -168,6 +168,18 @@ class _Mp4Writer:
         self.container.close()
 
 
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
+    """``frames [T, H, W, 3]`` uint8 as an ``.mp4`` (H.264 where available; odd sizes lose their last
+    row or column, for yuv420p)."""
+    writer = _Mp4Writer(Path(path), frames.shape[2], frames.shape[1], fps)
+    try:
+        for frame in frames:
+            writer.write(frame)
+    finally:
+        writer.close()
+    return Path(path)
+
+
 def save_strip(frames: list[tuple[int, np.ndarray]], path: str | Path) -> Path:
     """A PNG of drawn frames side by side, each titled with its index."""
     import matplotlib
