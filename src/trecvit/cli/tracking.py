@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from trecvit.cli.common import check_output, device_type
@@ -125,6 +124,8 @@ def cmd_synthetic_tracks(args: argparse.Namespace) -> int:
         write_davis_pickle(records, args.out, overwrite=args.overwrite)
     else:
         save_npz_tracks(records, args.out, overwrite=args.overwrite)
+    print(f"wrote {args.out}: {len(records)} synthetic videos of {args.frames} frames at {args.image_size}x"
+          f"{args.image_size}, {args.points} tracked points each (seed {args.seed})")
     if args.mp4 is not None:
         from trecvit.tracking.online import write_video
 
@@ -132,8 +133,6 @@ def cmd_synthetic_tracks(args: argparse.Namespace) -> int:
         for name, record in records.items():
             write_video(folder / f"{name}.mp4", record["video"], fps=args.fps)
         print(f"wrote {len(records)} videos to {folder}/ (for trecvit track)")
-    print(f"wrote {args.out}: {len(records)} synthetic videos of {args.frames} frames at {args.image_size}x"
-          f"{args.image_size}, {args.points} tracked points each (seed {args.seed})", file=sys.stdout)
     return 0
 
 

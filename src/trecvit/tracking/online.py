@@ -210,7 +210,7 @@ def track_video(model: PointTracker, path: str | Path, points: list[tuple[float,
         max_frames: stop after this many frames (default: the whole video).
         out_video: write an ``.mp4`` of the frames with the tracks drawn.
         strip: write a PNG of ``strip_frames`` drawn frames spread over the video.
-        radius: of the drawn discs in pixels (default: 1/80 of the frame's longer side, >= 2).
+        radius: of the drawn discs in pixels (default: 1/50 of the frame's longer side, >= 3).
 
     Raises:
         ValueError: a point outside the frame, a query frame past the end of the video, an
@@ -234,7 +234,7 @@ def track_video(model: PointTracker, path: str | Path, points: list[tuple[float,
     queries = torch.tensor([[[float(query_frame), x / width, y / height] for x, y in points]], device=device)
     state = model.init_state(queries, size)
     colours = track_colours(len(points))
-    radius = radius or max(round(max(width, height) / 80), 2)
+    radius = radius or max(round(max(width, height) / 50), 3)
     expected = max_frames or info.num_frames
     if expected:  # the frames of the strip, spread from the query frame to the end
         last = max(expected - 1, query_frame)
