@@ -213,14 +213,17 @@ def read_safetensors(path: Path, map_location: str | torch.device = "cpu") -> di
 
 def load_folder(directory: str | Path, config_from_dict: Callable[[dict[str, Any]], Any],
                 model_class: Callable[[Any], torch.nn.Module], map_location: str | torch.device = "cpu",
-                upgrade: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
-                ) -> torch.nn.Module:
+                upgrade: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+                *, expect: tuple[str, str, str] | None = None) -> torch.nn.Module:
     """``model_class(config)`` with the weights of a model folder, ``config`` read from its
     ``config.json`` by ``config_from_dict``; checks the checksums, the tensor names and shapes,
     finite values and that ``config.json`` is the config the weights were saved with.
-    ``upgrade`` renames the keys of older files first."""
+    ``upgrade`` renames the keys of older files first. ``expect`` is ``(arch, what, hint)``: a
+    folder of another ``arch`` is refused, saying it is not ``what`` and ``hint``."""
     directory = Path(directory)
-    _, data = read_config_json(directory)
+    arch, data = read_config_json(directory)
+    if expect is not None and arch != expect[0]:
+        raise ValueError(f"{directory} holds a {arch!r} model, not {expect[1]} ({expect[0]!r}); {expect[2]}")
     try:
         config = config_from_dict(data)
     except (TypeError, ValueError) as err:

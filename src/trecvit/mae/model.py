@@ -332,9 +332,5 @@ class MaskedAutoencoder(nn.Module):
                         ) -> "MaskedAutoencoder":
         """Load a folder written by :meth:`save_pretrained` (e.g. a pre-training run's
         ``autoencoder/``); a folder of another architecture is refused, naming it."""
-        directory = Path(directory)
-        arch, _ = folder_format.read_config_json(directory)
-        if arch != cls.arch:
-            raise ValueError(f"{directory} holds a {arch!r} model, not a masked autoencoder "
-                             f"({cls.arch!r}); pass the autoencoder/ folder of a `trecvit pretrain` run")
-        return folder_format.load_folder(directory, MAEConfig.from_dict, cls, map_location)
+        return folder_format.load_folder(directory, MAEConfig.from_dict, cls, map_location, expect=(
+            cls.arch, "a masked autoencoder", "pass the autoencoder/ folder of a `trecvit pretrain` run"))

@@ -51,6 +51,7 @@ class PretrainConfig(TrainConfig):
 
     data_formats = (*DATA_FORMATS, "videos")
     unused_fields = ("arch", "eval_views", "mixup", "cutmix", "label_smoothing", "ema_decay")
+    unused_by = "masked-autoencoder pre-training (it has no labels or views)"
 
     out_dir: str = field(default="runs/mae", metadata={"help": (
         "the run folder, which gets config.yaml, metrics.csv, checkpoints/, tensorboard/, curves.png, "
@@ -81,11 +82,6 @@ class PretrainConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        defaults = TrainConfig()
-        for name in self.unused_fields:
-            if name != "arch" and getattr(self, name) != getattr(defaults, name):
-                raise ValueError(f"PretrainConfig.{name} is not used by masked-autoencoder pre-training "
-                                 f"(it has no labels or views); leave it at {getattr(defaults, name)!r}")
         if self.arch != "trecvit":
             raise ValueError(f"PretrainConfig.arch must be 'trecvit' (the encoder pre-trained), "
                              f"got {self.arch!r}")

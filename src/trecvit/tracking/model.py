@@ -436,9 +436,5 @@ class PointTracker(nn.Module):
                         ) -> "PointTracker":
         """Load a folder written by :meth:`save_pretrained` (a ``trecvit train-tracker`` run's
         ``model/``); a folder of another architecture is refused, naming it."""
-        directory = Path(directory)
-        arch, _ = folder_format.read_config_json(directory)
-        if arch != cls.arch:
-            raise ValueError(f"{directory} holds a {arch!r} model, not a point tracker ({cls.arch!r}); pass "
-                             f"the model/ folder of a `trecvit train-tracker` run")
-        return folder_format.load_folder(directory, TrackerConfig.from_dict, cls, map_location)
+        return folder_format.load_folder(directory, TrackerConfig.from_dict, cls, map_location, expect=(
+            cls.arch, "a point tracker", "pass the model/ folder of a `trecvit train-tracker` run"))

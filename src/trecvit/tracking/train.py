@@ -54,6 +54,7 @@ class TrackerTrainConfig(TrainConfig):
     unused_fields = ("arch", "eval_views", "mixup", "cutmix", "label_smoothing", "init", "vit_init",
                      "vit_input_norm", "hflip", "min_scale", "randaug_ops", "randaug_magnitude", "stride",
                      "labels", "video_root", "decode_threads", "decode_timeout")
+    unused_by = "tracker training"
 
     out_dir: str = field(default="runs/tracker", metadata={"help": (
         "the run folder, which gets config.yaml, metrics.csv, checkpoints/, tensorboard/, curves.png, "
@@ -111,12 +112,7 @@ class TrackerTrainConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        defaults = TrainConfig()
         kind = type(self).__name__
-        for name in self.unused_fields:
-            if name != "arch" and getattr(self, name) != getattr(defaults, name):
-                raise ValueError(f"{kind}.{name} is not used by tracker training; leave it at "
-                                 f"{getattr(defaults, name)!r}")
         if self.arch != "trecvit":
             raise ValueError(f"{kind}.arch must be 'trecvit' (the encoder), got {self.arch!r}")
         if self.query_mode not in QUERY_MODES:

@@ -40,11 +40,13 @@ class TrainConfig:
 
     A task's own run configuration subclasses this one (``trecvit pretrain``'s
     :class:`trecvit.mae.PretrainConfig`): it may add fields, allow more ``data_formats`` and
-    list the ``unused_fields`` it refuses (they get no command-line option).
+    list the ``unused_fields`` it refuses unless left at their defaults (they get no
+    command-line option; ``unused_by`` names the task in the error).
     """
 
     data_formats: ClassVar[tuple[str, ...]] = DATA_FORMATS
     unused_fields: ClassVar[tuple[str, ...]] = ()
+    unused_by: ClassVar[str] = ""  # the task named when an unused field is set ("tracker training")
 
     # run
     out_dir: str = field(default="runs/trecvit", metadata={"help": (
@@ -188,6 +190,12 @@ class TrainConfig:
             if not _matches(value, hints[f.name]):
                 raise ValueError(f"{kind}.{f.name} must be {_type_name(hints[f.name])}, "
                                  f"got {value!r}")
+        base = {f.name: f for f in dataclasses.fields(TrainConfig)}
+        for name in self.unused_fields:  # a subclass's refused fields stay at TrainConfig's defaults
+            f = base[name]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if name != "arch" and getattr(self, name) != default:
+                raise ValueError(f"{kind}.{name} is not used by {self.unused_by}; leave it at {default!r}")
         if self.data not in self.data_formats:
             raise ValueError(f"{kind}.data must be one of {self.data_formats}, got {self.data!r}")
         from trecvit.architectures import ARCH_NAMES  # the architecture table
