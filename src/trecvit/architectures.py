@@ -12,6 +12,22 @@ below; no loader names an architecture.
 ``trecvit``        TRecViT (:class:`trecvit.TRecViT`), the official model
 ``frame_average``  the order-blind per-frame ViT of ``trecvit demo``
                    (:class:`trecvit.baselines.FrameAverageViT`)
+``vivit``          ViViT (Arnab et al. 2021) model 1, full spatio-temporal
+                   attention (:class:`trecvit.baselines.vivit.ViViT`)
+``vivit_fe``       ViViT model 2, factorised encoder
+                   (:class:`trecvit.baselines.vivit_fe.ViViTFactorisedEncoder`)
+``vivit_fsa``      ViViT model 3, factorised self-attention
+                   (:class:`trecvit.baselines.vivit_fsa.ViViTFactorisedSelfAttention`)
+``cvivit``         cViViT, ViViT model 1 with causal attention over time,
+                   streaming with a key/value cache
+                   (:class:`trecvit.baselines.cvivit.CausalViViT`)
+``vit_lstm``       TRecViT with an LSTM, a causal temporal convolution or
+``vit_conv1d``     causal temporal self-attention in place of the RG-LRU
+``vit_tsa``        (the paper's Table 2; :mod:`trecvit.baselines.vit_lstm`,
+                   :mod:`~trecvit.baselines.vit_conv1d`, :mod:`~trecvit.baselines.vit_tsa`)
+``pure_lru``       PureLRU, the whole video flattened to one token sequence
+                   through RG-LRU blocks (the paper's Figure 4;
+                   :class:`trecvit.baselines.pure_lru.PureLRU`)
 =================  ==========================================================
 """
 
@@ -22,6 +38,14 @@ from typing import Any
 
 from trecvit.base import VideoClassifier
 from trecvit.baselines.frame_average import FrameAverageViT
+from trecvit.baselines.vivit import ViViT
+from trecvit.baselines.vivit_fe import ViViTFactorisedEncoder
+from trecvit.baselines.vivit_fsa import ViViTFactorisedSelfAttention
+from trecvit.baselines.cvivit import CausalViViT
+from trecvit.baselines.pure_lru import PureLRU
+from trecvit.baselines.vit_conv1d import ViTConv1D
+from trecvit.baselines.vit_lstm import ViTLSTM
+from trecvit.baselines.vit_tsa import ViTTemporalAttention
 from trecvit.model import TRecViT
 
 
@@ -56,6 +80,14 @@ ARCHITECTURES: dict[str, Architecture] = {
     a.name: a for a in (
         Architecture("trecvit", TRecViT),  # RG-LRU over time, ViT over space: the paper's model
         Architecture("frame_average", FrameAverageViT),  # TRecViT's ViT on every frame, averaged
+        Architecture("vivit", ViViT),  # ViViT model 1: full spatio-temporal attention (Arnab et al.)
+        Architecture("vivit_fe", ViViTFactorisedEncoder),  # ViViT model 2: factorised encoder
+        Architecture("vivit_fsa", ViViTFactorisedSelfAttention),  # ViViT model 3: factorised attention
+        Architecture("cvivit", CausalViViT),  # ViViT model 1 with causal attention, key/value cache
+        Architecture("vit_lstm", ViTLSTM),  # TRecViT with an LSTM as temporal block (paper Table 2)
+        Architecture("vit_conv1d", ViTConv1D),  # ... a causal temporal convolution (Table 2)
+        Architecture("vit_tsa", ViTTemporalAttention),  # ... causal temporal attention (Table 2)
+        Architecture("pure_lru", PureLRU),  # the flattened video through RG-LRU blocks (paper Fig. 4)
     )
 }
 ARCH_NAMES = tuple(ARCHITECTURES)

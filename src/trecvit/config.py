@@ -29,8 +29,88 @@ _POSEMB = ("learn", "sincos2d")
 _POOL = ("tok", "gap")
 
 
+class ViTConfigMixin:
+    """What every architecture's config dataclass shares (TRecViT's and the baselines'):
+    the frame and patch-grid sizes from ``image_size`` and ``patch_size``, construction
+    from a ViT size (:data:`VARIANTS`) or a dict that is checked field by field, and JSON.
+
+    A config using it is a dataclass with at least ``width``, ``depth``, ``num_heads``,
+    ``mlp_dim``, ``patch_size`` and ``image_size`` fields.
+    """
+
+    # ----------------------------------------------------------- derived sizes
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """``image_size`` as an ``(H, W)`` pair."""
+        if isinstance(self.image_size, tuple):
+            if len(self.image_size) != 2:
+                raise ValueError(f"{type(self).__name__}.image_size must be an int or an (H, W) pair, "
+                                 f"got {self.image_size!r}")
+            return self.image_size  # type: ignore[return-value]
+        return (int(self.image_size), int(self.image_size))
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        """Patch grid ``(H / p, W / p)`` at ``image_size``."""
+        h, w = self.image_hw
+        return (h // self.patch_size, w // self.patch_size)
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_variant(cls, name: str, **overrides: Any):
+        """The official configuration of a ViT size (``mu, Ti, S, M, B, L, H, g, G``).
+
+        ``overrides`` replace any field, e.g. ``from_variant("S", num_classes=174)``.
+        """
+        if name not in VARIANTS:
+            raise ValueError(f"unknown {cls.__name__.removesuffix('Config')} variant {name!r}; "
+                             f"known: {', '.join(VARIANTS)}")
+        width, depth, mlp_dim, num_heads = VARIANTS[name]
+        fields = dict(width=width, depth=depth, mlp_dim=mlp_dim, num_heads=num_heads)
+        fields.update(overrides)
+        return cls.from_dict(fields)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Build from a dict, refusing unknown fields by name."""
+        from trecvit.validation import check_known_fields
+
+        check_known_fields(data, cls, f"{cls.__name__} field(s)")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if isinstance(data["image_size"], tuple):
+            data["image_size"] = list(data["image_size"])
+        return data
+
+    def replace(self, **changes: Any):
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_json_file(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_json_file(cls, path: str | Path):
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object of {cls.__name__} fields")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from err
+
+
 @dataclass
-class TRecViTConfig:
+class TRecViTConfig(ViTConfigMixin):
     """Hyper-parameters of TRecViT (defaults: the released TRecViT-B, Kinetics-400).
 
     Attributes:
@@ -119,78 +199,8 @@ class TRecViTConfig:
             raise ValueError(f"TRecViTConfig needs 0 < min_rad <= max_rad < 1, got "
                              f"min_rad={self.min_rad}, max_rad={self.max_rad}")
 
-    # ----------------------------------------------------------- derived sizes
-    @property
-    def image_hw(self) -> tuple[int, int]:
-        """``image_size`` as an ``(H, W)`` pair."""
-        if isinstance(self.image_size, tuple):
-            if len(self.image_size) != 2:
-                raise ValueError(f"TRecViTConfig.image_size must be an int or an (H, W) pair, "
-                                 f"got {self.image_size!r}")
-            return self.image_size  # type: ignore[return-value]
-        return (int(self.image_size), int(self.image_size))
-
-    @property
-    def grid_hw(self) -> tuple[int, int]:
-        """Patch grid ``(H / p, W / p)`` at ``image_size``."""
-        h, w = self.image_hw
-        return (h // self.patch_size, w // self.patch_size)
-
     @property
     def num_tokens(self) -> int:
         """Tokens per frame at ``image_size``: patches, plus the class token with ``tok``."""
         gh, gw = self.grid_hw
         return gh * gw + (1 if self.pool_type == "tok" else 0)
-
-    @property
-    def head_dim(self) -> int:
-        return self.width // self.num_heads
-
-    # ------------------------------------------------------------ construction
-    @classmethod
-    def from_variant(cls, name: str, **overrides: Any) -> "TRecViTConfig":
-        """The official configuration of a ViT size (``mu, Ti, S, M, B, L, H, g, G``).
-
-        ``overrides`` replace any field, e.g. ``from_variant("S", num_classes=174)``.
-        """
-        if name not in VARIANTS:
-            raise ValueError(f"unknown TRecViT variant {name!r}; known: {', '.join(VARIANTS)}")
-        width, depth, mlp_dim, num_heads = VARIANTS[name]
-        fields = dict(width=width, depth=depth, mlp_dim=mlp_dim, num_heads=num_heads)
-        fields.update(overrides)
-        return cls.from_dict(fields)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TRecViTConfig":
-        """Build from a dict, refusing unknown fields by name."""
-        from trecvit.validation import check_known_fields
-
-        check_known_fields(data, cls, "TRecViTConfig field(s)")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        if isinstance(data["image_size"], tuple):
-            data["image_size"] = list(data["image_size"])
-        return data
-
-    def replace(self, **changes: Any) -> "TRecViTConfig":
-        return self.from_dict({**self.to_dict(), **changes})
-
-    def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> "TRecViTConfig":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a JSON object of TRecViTConfig fields")
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: {err}") from err
-

@@ -89,6 +89,14 @@ class TRecViT(VideoClassifier):
                                        config.pool_type)
         init_weights_official(self)
 
+    @classmethod
+    def analytic_flops(cls, config: TRecViTConfig, num_frames: int, batch_size: int = 1) -> int:
+        """Forward FLOPs of a full clip from the configuration alone
+        (:func:`trecvit.tools.profiling.analytic_flops`)."""
+        from trecvit.tools.profiling import analytic_flops
+
+        return analytic_flops(config, num_frames, batch_size)
+
     def num_clips(self, num_frames: int) -> int:
         """Clips a video of ``num_frames`` frames is split into (the official rule:
         ``max(num_frames // frames_per_clip, 1)``)."""

@@ -66,12 +66,21 @@ def check_frames(x: object, *, name: str, layout: str, patch_size: int) -> None:
                          "trecvit.io.read_video(..., size=...))")
 
 
+def without_values(x: torch.Tensor) -> bool:
+    """Whether ``x`` has a shape but no values to check: on the meta device, or a fake tensor
+    (``torch._subclasses.FakeTensorMode``, which the efficiency study traces models with)."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return x.device.type == "meta" or is_fake(x)
+
+
 def check_finite(x: torch.Tensor, *, name: str, dtype: torch.dtype | None = None,
                  max_abs: float | None = MAX_ABS_INPUT) -> None:
     """Refuse NaN or infinite values, values beyond ``max_abs`` in magnitude (``None``: no
     bound), and values that ``dtype`` (the dtype ``x`` is converted to) cannot hold. One
-    reduction and one host sync; skipped while compiling or exporting."""
-    if torch.compiler.is_compiling():
+    reduction and one host sync; skipped while compiling or exporting, and on the meta device
+    (shapes without values: what the efficiency study traces)."""
+    if torch.compiler.is_compiling() or without_values(x):
         return
     limit = torch.finfo(x.dtype).max if max_abs is None else max_abs
     if dtype is not None and dtype.is_floating_point:
@@ -97,8 +106,9 @@ def check_finite(x: torch.Tensor, *, name: str, dtype: torch.dtype | None = None
 
 def check_state_values(state: tuple[torch.Tensor, ...], *, name: str = "state") -> None:
     """Refuse a streaming state holding NaN/inf or a negative frame count (one host sync;
-    skipped while compiling or exporting). ``state`` is ``(conv, lru, feature_sum, num_frames)``."""
-    if torch.compiler.is_compiling():
+    skipped while compiling or exporting, and on the meta device). ``state`` is ``(conv, lru,
+    feature_sum, num_frames)``."""
+    if torch.compiler.is_compiling() or without_values(state[-1]):
         return
     conv, lru, feature_sum, num_frames = state
     # A sum is finite when every term is (a NaN or inf anywhere makes it NaN or inf): one cheap

@@ -4,6 +4,7 @@ arguments and calls library functions (the library never imports this package).
 * :mod:`trecvit.cli.checkpoints`: ``convert``, ``verify``
 * :mod:`trecvit.cli.classify`: ``classify``
 * :mod:`trecvit.cli.tools`: ``profile``, ``export``
+* :mod:`trecvit.cli.efficiency`: ``compare-efficiency``
 * :mod:`trecvit.cli.train`: ``train``, ``evaluate``
 * :mod:`trecvit.cli.demo`: ``demo``, ``synthetic``
 * :mod:`trecvit.cli.pretrain`: ``pretrain``, ``reconstruct``
@@ -17,9 +18,9 @@ import argparse
 import logging
 import sys
 
-from trecvit.cli import checkpoints, classify, demo, pretrain, probe, tools, tracking, train
+from trecvit.cli import checkpoints, classify, demo, efficiency, pretrain, probe, tools, tracking, train
 
-COMMAND_GROUPS = (checkpoints, classify, tools, train, demo, pretrain, probe, tracking)
+COMMAND_GROUPS = (checkpoints, classify, tools, efficiency, train, demo, pretrain, probe, tracking)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "classify videos (whole or frame by frame), verify the installation, profile and "
                     "export the model, train and evaluate classifiers, run the training demo, pre-train "
                     "encoders by masked autoencoding, look at their reconstructions, probe their "
-                    "frozen features, and train, evaluate and run point trackers on them.")
+                    "frozen features, train, evaluate and run point trackers on them, and compare TRecViT's "
+                    "efficiency with the paper's baselines.")
     parser.add_argument("--version", action="version", version=f"trecvit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log at debug level and show full tracebacks on errors")
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     for name in ("top_k", "frames", "stride", "print_every", "frames_per_clip", "size", "batch",
-                 "repeats", "max_videos", "max_frames", "num_videos", "grid", "grid_frames"):
+                 "repeats", "max_videos", "max_frames", "num_videos", "grid", "grid_frames",
+                 "stream_frames", "stream_size"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")

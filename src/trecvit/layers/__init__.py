@@ -6,6 +6,7 @@ Axis legend used in shape comments throughout the package:
 ``c`` clips, ``r`` pre-logits width.
 """
 
+from trecvit.layers.attention import attend, attention_mode, causal_mask, use_attention
 from trecvit.layers.conv1d import CausalConv1d
 from trecvit.layers.norms import RMSNorm
 from trecvit.layers.rglru import RGLRU, BlockDiagonalLinear
@@ -22,6 +23,10 @@ __all__ = [
     "RMSNorm",
     "SpatialBlock",
     "TemporalBlock",
+    "attend",
+    "attention_mode",
+    "causal_mask",
+    "use_attention",
     "linear_scan",
     "sqrt_bound_derivative",
 ]

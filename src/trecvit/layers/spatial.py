@@ -6,12 +6,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trecvit.layers.attention import attend
+
 
 class Attention(nn.Module):
     """Multi-head self-attention with biases, scores scaled by ``1/sqrt(d/h)``.
 
     Query, key and value are one fused projection ``qkv`` (``[3d, d]``, in that
-    order); attention goes through ``scaled_dot_product_attention``.
+    order); attention goes through :func:`~trecvit.layers.attention.attend` (fused
+    ``scaled_dot_product_attention`` unless ``use_attention("naive")`` says otherwise).
     """
 
     def __init__(self, width: int, num_heads: int):
@@ -32,13 +35,22 @@ class Attention(nn.Module):
         nn.init.zeros_(self.qkv.bias)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [b, n, d] -> [b, n, d]``."""
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x [b, n, d]`` -> ``(q, k, v)``, each ``[b, h, n, d/h]``."""
         b, n, d = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (b, h, n, d/h)
-        y = F.scaled_dot_product_attention(q, k, v)  # (b, h, n, d/h)
-        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """Per-head outputs ``y [b, h, n, d/h]`` -> ``proj`` of them, ``[b, n, d]``."""
+        b, h, n, e = y.shape
+        return self.proj(y.transpose(1, 2).reshape(b, n, h * e))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [b, n, d] -> [b, n, d]``; ``mask`` (bool ``[n, n]``, ``True`` = may attend) as
+        in :func:`~trecvit.layers.attention.attend`."""
+        q, k, v = self.heads(x)  # each (b, h, n, d/h)
+        return self.merge(attend(q, k, v, mask))
 
 
 class Mlp(nn.Module):

@@ -111,9 +111,11 @@ class TrainConfig:
         "clips in the synthetic held-out set (generated with seed + 1000; 0: no evaluation)")})
     # model
     arch: str = field(default="trecvit", metadata={"help": (
-        "the architecture to train: trecvit, frame_average (the order-blind baseline: the same "
-        "ViT with the temporal blocks removed, frames averaged), or another name of the "
-        "architecture table")})
+        "the architecture to train, a name of the architecture table: trecvit, frame_average (the "
+        "order-blind baseline: the same ViT with the temporal blocks removed, frames averaged), the "
+        "paper's baselines vivit (full attention), vivit_fe (factorised encoder), vivit_fsa "
+        "(factorised self-attention), cvivit (causal), the hybrids vit_lstm, vit_conv1d, vit_tsa, "
+        "and pure_lru")})
     variant: str = field(default="S", metadata={"help": (
         "the ViT size: mu, Ti, S, M, B, L, H, g or G")})
     model: dict[str, Any] = field(default_factory=dict, metadata={"help": (
