@@ -90,12 +90,30 @@ class TRecViT(VideoClassifier):
         init_weights_official(self)
 
     @classmethod
-    def analytic_flops(cls, config: TRecViTConfig, num_frames: int, batch_size: int = 1) -> int:
-        """Forward FLOPs of a full clip from the configuration alone
-        (:func:`trecvit.tools.profiling.analytic_flops`)."""
-        from trecvit.tools.profiling import analytic_flops
+    def analytic_flops(cls, config: TRecViTConfig, num_frames: int, batch_size: int = 1,
+                       image_size: int | tuple[int, int] | None = None) -> int:
+        """Forward FLOPs of the full-clip model, from the configuration alone.
 
-        return analytic_flops(config, num_frames, batch_size)
+        Counts what :func:`trecvit.tools.profiling.count_flops` counts: the patch embedding,
+        every linear layer, the block-diagonal gates, the two attention products and the head
+        (one multiply-add = 2 FLOPs). Elementwise work (norms, activations, the causal
+        convolution and the scan) is not counted by either.
+        """
+        if image_size is None:
+            gh, gw = config.grid_hw
+        else:
+            hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+            gh, gw = hw[0] // config.patch_size, hw[1] // config.patch_size
+        grid = gh * gw
+        n = grid + (1 if config.pool_type == "tok" else 0)
+        d, l, m, heads = config.width, config.lru_width, config.mlp_dim, config.num_heads
+        embed = 2 * grid * d * 3 * config.patch_size ** 2
+        temporal = 2 * n * d * l * 2 + 2 * n * l * (l // heads) * 2 + 2 * n * l * d
+        spatial = 2 * n * d * 3 * d + 4 * n * n * d + 2 * n * d * d + 4 * n * d * m
+        r = config.rep_size or d
+        per_frame = embed + config.depth * (temporal + spatial) + (2 * d * r if config.rep_size else 0)
+        clips = max(num_frames // config.frames_per_clip, 1)  # as TRecViT.num_clips
+        return batch_size * (num_frames * per_frame + clips * 2 * r * config.num_classes)
 
     def num_clips(self, num_frames: int) -> int:
         """Clips a video of ``num_frames`` frames is split into (the official rule:
@@ -162,17 +180,25 @@ class TRecViT(VideoClassifier):
                  ) -> tuple[TRecViTStepOutput, TRecViTState]:
         """:meth:`step_chunk` on checked ``frames [b, t, 3, H, W]``: the trunk, then the
         running mean of the head's per-frame features."""
-        t = frames.shape[1]
-        first = state.num_frames == 0  # (b,)
         encoded, trunk_state = self.encoder.advance(frames, state)  # (b, t, n, d)
-        features = self.head.frame_features(encoded)  # (b, t, r)
-        start = torch.where(first[:, None], 0.0, state.feature_sum)  # (b, r)
-        # The running sum, frame after frame, continuing the state's sum.
-        feature_sum = torch.cat([start[:, None], features.float()], dim=1).cumsum(dim=1)[:, 1:]
-        num_frames = state.num_frames[:, None] + torch.arange(1, t + 1, device=frames.device)  # (b, t)
-        pre_logits = feature_sum / num_frames[..., None]  # running means (b, t, r)
-        logits = self.head(pre_logits.to(features.dtype))
-        new_state = trunk_state._replace(feature_sum=feature_sum[:, -1])
-        out = TRecViTStepOutput(encoded=encoded, logits=logits,
-                                probs=logits.float().softmax(dim=-1), pre_logits=pre_logits)
-        return out, new_state
+        return running_head(self.head, encoded, state, trunk_state)
+
+
+def running_head(head: ClassificationHead, encoded: torch.Tensor, state, trunk_state):
+    """The streaming classifier of every architecture with a ``step``: ``head``'s per-frame
+    features of ``encoded [b, t, n, d]`` (the trunk's output for the next ``t`` frames), their
+    running mean continuing ``state.feature_sum`` (restarting where ``state.num_frames`` is 0),
+    and the head on it. Returns ``(TRecViTStepOutput, trunk_state with the new feature_sum)``;
+    ``state`` is the state before these frames, ``trunk_state`` the one the trunk returned."""
+    t = encoded.shape[1]
+    first = state.num_frames == 0  # (b,)
+    features = head.frame_features(encoded)  # (b, t, r)
+    start = torch.where(first[:, None], 0.0, state.feature_sum)  # (b, r)
+    # The running sum, frame after frame, continuing the state's sum.
+    feature_sum = torch.cat([start[:, None], features.float()], dim=1).cumsum(dim=1)[:, 1:]
+    num_frames = state.num_frames[:, None] + torch.arange(1, t + 1, device=encoded.device)  # (b, t)
+    pre_logits = feature_sum / num_frames[..., None]  # running means (b, t, r)
+    logits = head(pre_logits.to(features.dtype))
+    out = TRecViTStepOutput(encoded=encoded, logits=logits, probs=logits.float().softmax(dim=-1),
+                            pre_logits=pre_logits)
+    return out, trunk_state._replace(feature_sum=feature_sum[:, -1])

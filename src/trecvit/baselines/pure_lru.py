@@ -38,7 +38,7 @@ from trecvit.encoder import FrameTrunk
 from trecvit.heads import ClassificationHead
 from trecvit.init import init_weights_official
 from trecvit.layers import Mlp, TemporalBlock
-from trecvit.model import TRecViTStepOutput
+from trecvit.model import TRecViTStepOutput, running_head
 from trecvit.state import TRecViTState, check_state, zero_state
 from trecvit.validation import check_finite, check_frames, check_state_values, int_at_least, size_hw
 
@@ -279,19 +279,9 @@ class PureLRU(VideoClassifier):
     def _advance(self, frames: torch.Tensor, state: TRecViTState
                  ) -> tuple[TRecViTStepOutput, TRecViTState]:
         """The trunk on checked ``frames [b, t, 3, H, W]``, then the running mean of the head's
-        per-frame features (as :meth:`trecvit.TRecViT._advance`)."""
-        t = frames.shape[1]
-        first = state.num_frames == 0  # (b,)
+        per-frame features (:func:`trecvit.model.running_head`, as :class:`trecvit.TRecViT`)."""
         encoded, trunk_state = self.encoder.advance(frames, state)  # (b, t, n, d)
-        features = self.head.frame_features(encoded)  # (b, t, r)
-        start = torch.where(first[:, None], 0.0, state.feature_sum)  # (b, r)
-        feature_sum = torch.cat([start[:, None], features.float()], dim=1).cumsum(dim=1)[:, 1:]
-        counts = state.num_frames[:, None] + torch.arange(1, t + 1, device=frames.device)  # (b, t)
-        pre_logits = feature_sum / counts[..., None]  # (b, t, r)
-        logits = self.head(pre_logits.to(features.dtype))
-        out = TRecViTStepOutput(encoded=encoded, logits=logits, probs=logits.float().softmax(dim=-1),
-                                pre_logits=pre_logits)
-        return out, trunk_state._replace(feature_sum=feature_sum[:, -1])
+        return running_head(self.head, encoded, state, trunk_state)
 
     # ------------------------------------------------------------------ FLOPs
     @classmethod

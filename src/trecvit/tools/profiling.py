@@ -167,28 +167,11 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 def analytic_flops(config: TRecViTConfig, num_frames: int, batch_size: int = 1,
                    image_size: int | tuple[int, int] | None = None) -> int:
-    """Forward FLOPs of the full-clip model, from the configuration alone.
+    """Forward FLOPs of the full-clip TRecViT, from the configuration alone
+    (:meth:`trecvit.TRecViT.analytic_flops`, which a test checks against :func:`count_flops`)."""
+    from trecvit.model import TRecViT
 
-    Counts what :func:`count_flops` counts: the patch embedding, every linear
-    layer, the block-diagonal gates, the two attention products and the head
-    (one multiply-add = 2 FLOPs). Elementwise work (norms, activations, the
-    causal convolution and the scan) is not counted by either.
-    """
-    if image_size is None:
-        gh, gw = config.grid_hw
-    else:
-        hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        gh, gw = hw[0] // config.patch_size, hw[1] // config.patch_size
-    grid = gh * gw
-    n = grid + (1 if config.pool_type == "tok" else 0)
-    d, l, m, heads = config.width, config.lru_width, config.mlp_dim, config.num_heads
-    embed = 2 * grid * d * 3 * config.patch_size ** 2
-    temporal = 2 * n * d * l * 2 + 2 * n * l * (l // heads) * 2 + 2 * n * l * d
-    spatial = 2 * n * d * 3 * d + 4 * n * n * d + 2 * n * d * d + 4 * n * d * m
-    r = config.rep_size or d
-    per_frame = embed + config.depth * (temporal + spatial) + (2 * d * r if config.rep_size else 0)
-    clips = max(num_frames // config.frames_per_clip, 1)  # as TRecViT.num_clips
-    return batch_size * (num_frames * per_frame + clips * 2 * r * config.num_classes)
+    return TRecViT.analytic_flops(config, num_frames, batch_size, image_size)
 
 
 # --------------------------------------------------------------------------- memory
