@@ -129,7 +129,7 @@ class VideoClassifier(nn.Module):
         if encoded.dim() != 4 or num_clips < 1 or encoded.shape[0] % num_clips:
             raise ValueError(f"encoded must be [b * clips, t, n, d] with clips = {num_clips}, "
                              f"got shape {tuple(encoded.shape)}")
-        features = self.head.frame_features(encoded).mean(dim=1)  # (b c, r)
+        features = self.head.clip_features(self.head.frame_features(encoded))  # (b c, r)
         clip_logits = self.head(features)  # (b c, classes)
         b = encoded.shape[0] // num_clips
         clip_logits = clip_logits.view(b, num_clips, -1)  # (b, c, classes)

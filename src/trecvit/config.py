@@ -27,6 +27,11 @@ VARIANTS: dict[str, tuple[int, int, int, int]] = {
 
 _POSEMB = ("learn", "sincos2d")
 _POOL = ("tok", "gap")
+BLOCK_ORDERS = ("time_space", "space_time")
+READOUTS = ("mean", "last")
+# The ablation switches of the paper's Table 1 (and the issue's extras) and their official values.
+ABLATION_DEFAULTS: dict[str, Any] = {"lru_gates": True, "temporal_conv": True, "temporal_skip": True,
+                                     "block_order": "time_space", "readout": "mean"}
 
 
 class ViTConfigMixin:
@@ -136,12 +141,34 @@ class TRecViTConfig(ViTConfigMixin):
             used only to initialise a model from scratch.
         max_rad: largest initial eigenvalue modulus of the RG-LRU (0.999);
             used only to initialise a model from scratch.
+        lru_gates: the RG-LRU's input gate and recurrence gate (official:
+            ``True``). ``False`` (the paper's "no input gate, no recurrent
+            gate" ablation) removes both gate layers: the input passes
+            ungated and the recurrence weight is the learnt
+            ``a = exp(-softplus(a_param))`` itself, so ``min_rad`` /
+            ``max_rad`` are its initial range.
+        temporal_conv: the causal temporal convolution before the RG-LRU
+            (official: ``True``). ``False`` removes it and its parameters
+            (the streaming state's ``conv`` field then holds no frames).
+        temporal_skip: the residual connection around the temporal block
+            (official: ``True``); ``False`` makes the block
+            ``linear_out(...)`` of the normed input only.
         num_classes: output classes of the classification head (400).
         rep_size: width of the ``tanh`` pre-logits layer (3072); ``0`` means no
             pre-logits layer.
         frames_per_clip: clip length; a video of ``T`` frames is split into
             ``max(T // frames_per_clip, 1)`` equal clips processed
             independently, whose predictions are averaged (32).
+        block_order: ``"time_space"`` (official: each layer's temporal block,
+            then its spatial block) or ``"space_time"`` (the spatial block first).
+        readout: how the classifier reads a clip: ``"mean"`` (official: the
+            average of the per-frame features) or ``"last"`` (the last frame's
+            features only; streaming, the current frame's).
+
+    The fields ``lru_gates`` to ``temporal_skip``, ``block_order`` and ``readout``
+    are the ablation switches of the paper's Table 1 (and more); their defaults
+    (:data:`ABLATION_DEFAULTS`) are the official model, which an official
+    checkpoint always loads as.
     """
 
     width: int = 768
@@ -156,9 +183,14 @@ class TRecViTConfig(ViTConfigMixin):
     lru_width: int | None = None
     min_rad: float = 0.5
     max_rad: float = 0.999
+    lru_gates: bool = True
+    temporal_conv: bool = True
+    temporal_skip: bool = True
     num_classes: int = 400
     rep_size: int = 3072
     frames_per_clip: int = 32
+    block_order: str = "time_space"
+    readout: str = "mean"
 
     def __post_init__(self) -> None:
         if isinstance(self.image_size, (list, tuple)):
@@ -198,6 +230,27 @@ class TRecViTConfig(ViTConfigMixin):
         if not 0.0 < self.min_rad <= self.max_rad < 1.0:
             raise ValueError(f"TRecViTConfig needs 0 < min_rad <= max_rad < 1, got "
                              f"min_rad={self.min_rad}, max_rad={self.max_rad}")
+        kind = type(self).__name__
+        for name in ("lru_gates", "temporal_conv", "temporal_skip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{kind}.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.block_order not in BLOCK_ORDERS:
+            raise ValueError(f"{kind}.block_order must be one of {BLOCK_ORDERS}, got {self.block_order!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"{kind}.readout must be one of {READOUTS}, got {self.readout!r}")
+
+    def ablations(self) -> dict[str, Any]:
+        """The ablation switches that differ from the official model, ``{field: value}``
+        (empty for the official architecture)."""
+        return {name: getattr(self, name) for name, default in ABLATION_DEFAULTS.items()
+                if getattr(self, name) != default}
+
+    def refuse_ablations(self, *names: str, why: str) -> None:
+        """``ValueError`` if any switch of ``names`` is not at its official value (for an
+        architecture that does not have the part it ablates; ``why`` says so)."""
+        changed = [f"{n}={getattr(self, n)!r}" for n in names if getattr(self, n) != ABLATION_DEFAULTS[n]]
+        if changed:
+            raise ValueError(f"{type(self).__name__}: {', '.join(changed)} cannot be set: {why}")
 
     @property
     def num_tokens(self) -> int:

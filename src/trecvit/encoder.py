@@ -29,21 +29,23 @@ from trecvit.validation import check_finite, check_frames, check_state_values, i
 
 
 class TRecViTLayer(nn.Module):
-    """One encoder layer: temporal block (over ``t``), then spatial block (over ``n``)."""
+    """One encoder layer: temporal block (over ``t``), then spatial block (over ``n``); the
+    other way round with ``config.block_order = "space_time"`` (an ablation)."""
 
     def __init__(self, config: TRecViTConfig):
         super().__init__()
-        self.temporal = TemporalBlock(config.width, config.lru_width, config.num_heads,
-                                      config.conv1d_width, config.min_rad, config.max_rad,
-                                      final_variance_scale=2.0 / config.depth)
+        self.space_first = config.block_order == "space_time"
+        self.temporal = TemporalBlock.from_config(config)
         self.spatial = SpatialBlock(config.width, config.num_heads, config.mlp_dim)
 
     def forward(self, x: torch.Tensor, conv_state: torch.Tensor | None = None,
                 lru_state: torch.Tensor | None = None, first: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x [b, t, n, d]`` -> ``(x, conv_state, lru_state)``; see :class:`TemporalBlock`."""
+        if self.space_first:
+            x = self.spatial(x)
         x, conv_state, lru_state = self.temporal(x, conv_state, lru_state, first)
-        return self.spatial(x), conv_state, lru_state
+        return (x if self.space_first else self.spatial(x)), conv_state, lru_state
 
 
 def run_layers(layers: nn.ModuleList, x: torch.Tensor, conv: torch.Tensor | None = None,

@@ -86,7 +86,7 @@ class TRecViT(VideoClassifier):
         config = self.config
         self.encoder = TRecViTEncoder(config)
         self.head = ClassificationHead(config.width, config.rep_size, config.num_classes,
-                                       config.pool_type)
+                                       config.pool_type, config.readout)
         init_weights_official(self)
 
     @classmethod
@@ -108,7 +108,8 @@ class TRecViT(VideoClassifier):
         n = grid + (1 if config.pool_type == "tok" else 0)
         d, l, m, heads = config.width, config.lru_width, config.mlp_dim, config.num_heads
         embed = 2 * grid * d * 3 * config.patch_size ** 2
-        temporal = 2 * n * d * l * 2 + 2 * n * l * (l // heads) * 2 + 2 * n * l * d
+        gates = 2 * n * l * (l // heads) * 2 if config.lru_gates else 0
+        temporal = 2 * n * d * l * 2 + gates + 2 * n * l * d
         spatial = 2 * n * d * 3 * d + 4 * n * n * d + 2 * n * d * d + 4 * n * d * m
         r = config.rep_size or d
         per_frame = embed + config.depth * (temporal + spatial) + (2 * d * r if config.rep_size else 0)
@@ -188,7 +189,7 @@ def running_head(head: ClassificationHead, encoded: torch.Tensor, state, trunk_s
     """The streaming classifier of every architecture with a ``step``: ``head``'s per-frame
     features of ``encoded [b, t, n, d]`` (the trunk's output for the next ``t`` frames), their
     running mean continuing ``state.feature_sum`` (restarting where ``state.num_frames`` is 0),
-    and the head on it. Returns ``(TRecViTStepOutput, trunk_state with the new feature_sum)``;
+    and the head on it (on the current frame's features with ``head.readout == "last"``). Returns ``(TRecViTStepOutput, trunk_state with the new feature_sum)``;
     ``state`` is the state before these frames, ``trunk_state`` the one the trunk returned."""
     t = encoded.shape[1]
     first = state.num_frames == 0  # (b,)
@@ -197,7 +198,10 @@ def running_head(head: ClassificationHead, encoded: torch.Tensor, state, trunk_s
     # The running sum, frame after frame, continuing the state's sum.
     feature_sum = torch.cat([start[:, None], features.float()], dim=1).cumsum(dim=1)[:, 1:]
     num_frames = state.num_frames[:, None] + torch.arange(1, t + 1, device=encoded.device)  # (b, t)
-    pre_logits = feature_sum / num_frames[..., None]  # running means (b, t, r)
+    if head.readout == "last":  # the current frame's features (the sum is kept all the same)
+        pre_logits = features.float()
+    else:
+        pre_logits = feature_sum / num_frames[..., None]  # running means (b, t, r)
     logits = head(pre_logits.to(features.dtype))
     out = TRecViTStepOutput(encoded=encoded, logits=logits, probs=logits.float().softmax(dim=-1),
                             pre_logits=pre_logits)

@@ -28,7 +28,8 @@ class TRecViTState(NamedTuple):
     and ONNX), whose size does not depend on how many frames were seen:
 
     Attributes:
-        conv: ``[depth, b, k-1, n, l]`` float32: per layer, the last ``K-1``
+        conv: ``[depth, b, k-1, n, l]`` float32 (``k-1 = 0`` without the temporal
+            convolution, ``temporal_conv=False``): per layer, the last ``K-1``
             inputs of the causal temporal convolution, oldest first.
         lru: ``[depth, b, n, l]`` float32: per layer, the RG-LRU hidden state.
         feature_sum: ``[b, r]`` float32: sum of the per-frame pre-logits
@@ -75,6 +76,11 @@ class TRecViTState(NamedTuple):
         return sum(t.numel() * t.element_size() for t in self)
 
 
+def conv_frames(config: "TRecViTConfig") -> int:
+    """Frames of the ``conv`` state: the causal convolution's ``K - 1`` (0 without it)."""
+    return config.conv1d_width - 1 if config.temporal_conv else 0
+
+
 def state_shapes(config: "TRecViTConfig", batch_size: int, image_hw: tuple[int, int],
                  feature_dim: int) -> dict[str, tuple[int, ...]]:
     """The shape of each field of the state of ``batch_size`` streams of ``image_hw`` frames.
@@ -86,7 +92,7 @@ def state_shapes(config: "TRecViTConfig", batch_size: int, image_hw: tuple[int, 
     p = config.patch_size
     n = (h // p) * (w // p) + (1 if config.pool_type == "tok" else 0)
     return {
-        "conv": (config.depth, batch_size, config.conv1d_width - 1, n, config.lru_width),
+        "conv": (config.depth, batch_size, conv_frames(config), n, config.lru_width),
         "lru": (config.depth, batch_size, n, config.lru_width),
         "feature_sum": (batch_size, feature_dim),
         "num_frames": (batch_size,),

@@ -71,8 +71,10 @@ class FrameAverageViT(VideoClassifier):
         super().__init__(config if config is not None else TRecViTConfig())
         config = self.config
         self.encoder = FrameEncoder(config)
+        config.refuse_ablations("lru_gates", "temporal_conv", "temporal_skip", "block_order",
+                                why="the frame-average baseline has no temporal block")
         self.head = ClassificationHead(config.width, config.rep_size, config.num_classes,
-                                       config.pool_type)
+                                       config.pool_type, config.readout)
         init_weights_official(self)
 
     def forward(self, video: torch.Tensor) -> ClassifierOutput:

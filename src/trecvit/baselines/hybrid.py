@@ -60,21 +60,19 @@ HEAD_FIELDS = ("feature_sum", "num_frames")
 
 @dataclass
 class HybridConfig(TRecViTConfig):
-    """:class:`~trecvit.config.TRecViTConfig` plus what the hybrids share.
+    """:class:`~trecvit.config.TRecViTConfig`, as the hybrids read it.
 
-    Attributes:
-        temporal_skip: ``True`` (default): each temporal block is residual,
-            ``x + module(RMSNorm(x))`` as in TRecViT; ``False``: ``module(RMSNorm(x))``.
+    Of TRecViT's ablation switches, ``temporal_skip`` (``True``: each temporal block is
+    residual, ``x + module(RMSNorm(x))`` as in TRecViT; ``False``: ``module(RMSNorm(x))``),
+    ``block_order`` and ``readout`` apply to the hybrids; ``lru_gates`` and ``temporal_conv``
+    (parts of TRecViT's RG-LRU block, which a hybrid replaces) must stay at their defaults.
     """
-
-    temporal_skip: bool = True
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent field."""
         super().validate()
-        if not isinstance(self.temporal_skip, bool):
-            raise ValueError(f"{type(self).__name__}.temporal_skip must be a bool, got "
-                             f"{self.temporal_skip!r}")
+        self.refuse_ablations("lru_gates", "temporal_conv",
+                              why="they ablate TRecViT's RG-LRU block, which this hybrid replaces")
 
     def check_positive(self, name: str) -> None:
         """``ValueError`` naming field ``name`` unless it is a positive int."""
@@ -205,15 +203,18 @@ class HybridLayer(nn.Module):
 
     def __init__(self, config: HybridConfig, temporal_module: Callable[[HybridConfig], nn.Module]):
         super().__init__()
+        self.space_first = config.block_order == "space_time"
         self.temporal = HybridTemporalBlock(config.width, temporal_module(config), config.temporal_skip)
         self.spatial = SpatialBlock(config.width, config.num_heads, config.mlp_dim)
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None,
                 seen: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple | None]:
         """``x [b, t, n, d]`` -> ``(x, new_state)``; ``state`` and ``seen`` as in the module
-        docstring."""
+        docstring (the spatial block first with ``block_order="space_time"``)."""
+        if self.space_first:
+            x = self.spatial(x)
         x, state = self.temporal(x, state, seen)
-        return self.spatial(x), state
+        return (x if self.space_first else self.spatial(x)), state
 
 
 class HybridEncoder(FrameTrunk):
@@ -324,7 +325,7 @@ class HybridViT(VideoClassifier):
         config = self.config
         self.encoder = HybridEncoder(config, self.temporal_module, self.state_class)
         self.head = ClassificationHead(config.width, config.rep_size, config.num_classes,
-                                       config.pool_type)
+                                       config.pool_type, config.readout)
         init_weights_official(self)
 
     @classmethod

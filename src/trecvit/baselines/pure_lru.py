@@ -39,7 +39,7 @@ from trecvit.heads import ClassificationHead
 from trecvit.init import init_weights_official
 from trecvit.layers import Mlp, TemporalBlock
 from trecvit.model import TRecViTStepOutput, running_head
-from trecvit.state import TRecViTState, check_state, zero_state
+from trecvit.state import TRecViTState, check_state, conv_frames, zero_state
 from trecvit.validation import check_finite, check_frames, check_state_values, int_at_least, size_hw
 
 
@@ -71,6 +71,8 @@ class PureLRUConfig(TRecViTConfig):
             raise ValueError(f"PureLRUConfig.posemb must be 'learn' (learnt spatial and temporal "
                              f"position embeddings), got {self.posemb!r}")
         super().validate()
+        self.refuse_ablations("block_order", why="PureLRU has no spatial block to order against the "
+                              "temporal one")
 
 
 class PureLRULayer(nn.Module):
@@ -82,9 +84,7 @@ class PureLRULayer(nn.Module):
 
     def __init__(self, config: PureLRUConfig):
         super().__init__()
-        self.temporal = TemporalBlock(config.width, config.lru_width, config.num_heads,
-                                      config.conv1d_width, config.min_rad, config.max_rad,
-                                      final_variance_scale=2.0 / config.depth)
+        self.temporal = TemporalBlock.from_config(config)
         self.norm = nn.LayerNorm(config.width, eps=1e-6)
         self.mlp = Mlp(config.width, config.mlp_dim)
 
@@ -177,7 +177,7 @@ class PureLRUEncoder(FrameTrunk):
     def state_shapes(self, batch_size: int, feature_dim: int) -> dict[str, tuple[int, ...]]:
         """The shape of each field of the streaming state (independent of the frame size)."""
         cfg = self.config
-        return {"conv": (cfg.depth, batch_size, cfg.conv1d_width - 1, 1, cfg.lru_width),
+        return {"conv": (cfg.depth, batch_size, conv_frames(cfg), 1, cfg.lru_width),
                 "lru": (cfg.depth, batch_size, 1, cfg.lru_width),
                 "feature_sum": (batch_size, feature_dim),
                 "num_frames": (batch_size,)}
@@ -233,7 +233,7 @@ class PureLRU(VideoClassifier):
         config = self.config
         self.encoder = PureLRUEncoder(config)
         self.head = ClassificationHead(config.width, config.rep_size, config.num_classes,
-                                       config.pool_type)
+                                       config.pool_type, config.readout)
         init_weights_official(self)
 
     def num_clips(self, num_frames: int) -> int:
@@ -291,14 +291,15 @@ class PureLRU(VideoClassifier):
         What :func:`trecvit.tools.profiling.count_flops` counts (1 multiply-add = 2 FLOPs): per
         frame the patch embedding ``2 n d 3 p^2`` and the pre-logits ``2 d r``; per token and
         layer ``linear_x`` and ``linear_y`` ``4 d l``, the two block-diagonal gates
-        ``4 l (l / h)``, ``linear_out`` ``2 l d``, the MLP ``4 d m``; per clip the classifier
+        ``4 l (l / h)`` (none with ``lru_gates=False``), ``linear_out`` ``2 l d``, the MLP ``4 d m``; per clip the classifier
         ``2 r classes``. Norms, activations, the causal convolution and the scan are
         elementwise, not counted.
         """
         n = config.grid_hw[0] * config.grid_hw[1]
         d, l, m, h = config.width, config.lru_width, config.mlp_dim, config.num_heads
         r = config.rep_size or d
-        per_token = 4 * d * l + 4 * l * (l // h) + 2 * l * d + 4 * d * m
+        gates = 4 * l * (l // h) if config.lru_gates else 0
+        per_token = 4 * d * l + gates + 2 * l * d + 4 * d * m
         per_frame = 2 * n * d * 3 * config.patch_size ** 2 + config.depth * n * per_token
         per_frame += 2 * d * r if config.rep_size else 0
         clips = max(num_frames // config.frames_per_clip, 1)

@@ -200,8 +200,15 @@ def convert_official_params(params: Mapping[str, np.ndarray], config: TRecViTCon
                             source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Official arrays (``{flax name: array}``) to a state dict of :class:`trecvit.TRecViT`.
 
-    Raises ``ValueError`` naming every missing, unexpected or mis-shaped array.
+    Raises ``ValueError`` naming every missing, unexpected or mis-shaped array, or the
+    ablation switches of ``config`` that are on (an official checkpoint is the official
+    architecture: its weights never load into an ablated model).
     """
+    if config.ablations():
+        changed = ", ".join(f"{k}={v!r}" for k, v in config.ablations().items())
+        raise ValueError(f"{source} holds the official TRecViT architecture, but the config turns on "
+                         f"ablation switches ({changed}); load it with the official values of those "
+                         "fields (the TRecViTConfig defaults)")
     check_names_and_shapes({k: tuple(v.shape) for k, v in params.items()},
                            official_param_shapes(config), source=source)
     state = convert_tokenizer(params, config)

@@ -64,23 +64,32 @@ class RGLRU(nn.Module):
 
     The recurrence is computed in float32 whatever the input dtype.
 
+    Without gates (``gates=False``, the paper's "no input gate, no recurrent gate"
+    ablation) there are no gate layers: ``gate_x = 1`` and ``gate_a = 1 / C``, so
+    ``a_t = exp(-softplus(a_param))`` is the learnt eigenvalue itself (initialised
+    in ``[min_rad, max_rad]``) and ``h_t = a h_{t-1} + sqrt(1 - a^2) c_t``.
+
     Args:
         width: channels ``l``.
         num_heads: diagonal blocks of the two gates.
         min_rad, max_rad: range of the initial eigenvalue modulus.
+        gates: build the input and recurrence gates (official: ``True``).
     """
 
     C = 8.0  # the fixed constant in log_a = -C * gate_a * softplus(a_param)
 
-    def __init__(self, width: int, num_heads: int, min_rad: float = 0.5, max_rad: float = 0.999):
+    def __init__(self, width: int, num_heads: int, min_rad: float = 0.5, max_rad: float = 0.999,
+                 gates: bool = True):
         super().__init__()
         self.width = width
         self.min_rad = min_rad
         self.max_rad = max_rad
+        self.gates = gates
         self.a_param = nn.Parameter(torch.empty(width))
         self.reset_parameters()  # a_param only: the gates initialise themselves
-        self.input_gate = BlockDiagonalLinear(width, num_heads)
-        self.a_gate = BlockDiagonalLinear(width, num_heads)
+        if gates:
+            self.input_gate = BlockDiagonalLinear(width, num_heads)
+            self.a_gate = BlockDiagonalLinear(width, num_heads)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -102,11 +111,15 @@ class RGLRU(nn.Module):
             ``(y [b, t, n, l] in c's dtype, h_last [b, n, l] float32)``.
         """
         b, t = c.shape[:2]
-        if t > 1 and torch.is_grad_enabled() and fused_available(c):
+        if self.gates and t > 1 and torch.is_grad_enabled() and fused_available(c):
             return self._fused(c, h0, first)
-        gate_x = torch.sigmoid(self.input_gate(c))
-        gate_a = torch.sigmoid(self.a_gate(c))
-        log_a = -self.C * gate_a.float() * F.softplus(self.a_param.float())  # (b, t, n, l)
+        if self.gates:
+            gate_x = torch.sigmoid(self.input_gate(c))
+            gate_a = torch.sigmoid(self.a_gate(c))
+            log_a = -self.C * gate_a.float() * F.softplus(self.a_param.float())  # (b, t, n, l)
+        else:  # gate_x = 1, gate_a = 1 / C: the same a at every step
+            gate_x = None
+            log_a = (-F.softplus(self.a_param.float())).expand(c.shape)  # (b, t, n, l)
         a = torch.exp(log_a)
         multiplier = sqrt_bound_derivative(1.0 - torch.exp(2.0 * log_a))
         if h0 is None and first is None:
@@ -119,7 +132,7 @@ class RGLRU(nn.Module):
                 h0 = torch.where(first.view(b, 1, 1), torch.zeros_like(h0), h0.float())
         else:  # carry on from h0 for every element
             h0 = h0.float()
-        x = (c * gate_x).float() * multiplier  # (b, t, n, l) float32
+        x = (c if gate_x is None else c * gate_x).float() * multiplier  # (b, t, n, l) float32
         h = linear_scan(a, x, h0)  # (b, t, n, l) float32
         return h.to(c.dtype), h[:, -1]
 
