@@ -56,7 +56,7 @@ def test_an_official_checkpoint_never_loads_with_a_switch_on(npz):
     assert model.config.ablations() == {}
     params = dict(np.load(FIXTURES / npz))
     params = {k: v for k, v in params.items() if not k.startswith(("config/", "out/", "video"))}
-    for name, fields in SWITCHES.items():
+    for fields in SWITCHES.values():
         with pytest.raises(ValueError, match="ablation switches"):
             model_from_official_params(params, model.config.replace(**fields))
 

@@ -189,7 +189,8 @@ def running_head(head: ClassificationHead, encoded: torch.Tensor, state, trunk_s
     """The streaming classifier of every architecture with a ``step``: ``head``'s per-frame
     features of ``encoded [b, t, n, d]`` (the trunk's output for the next ``t`` frames), their
     running mean continuing ``state.feature_sum`` (restarting where ``state.num_frames`` is 0),
-    and the head on it (on the current frame's features with ``head.readout == "last"``). Returns ``(TRecViTStepOutput, trunk_state with the new feature_sum)``;
+    and the head on it (on the current frame's features with ``head.readout == "last"``).
+    Returns ``(TRecViTStepOutput, trunk_state with the new feature_sum)``;
     ``state`` is the state before these frames, ``trunk_state`` the one the trunk returned."""
     t = encoded.shape[1]
     first = state.num_frames == 0  # (b,)

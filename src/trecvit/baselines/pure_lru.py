@@ -291,9 +291,9 @@ class PureLRU(VideoClassifier):
         What :func:`trecvit.tools.profiling.count_flops` counts (1 multiply-add = 2 FLOPs): per
         frame the patch embedding ``2 n d 3 p^2`` and the pre-logits ``2 d r``; per token and
         layer ``linear_x`` and ``linear_y`` ``4 d l``, the two block-diagonal gates
-        ``4 l (l / h)`` (none with ``lru_gates=False``), ``linear_out`` ``2 l d``, the MLP ``4 d m``; per clip the classifier
-        ``2 r classes``. Norms, activations, the causal convolution and the scan are
-        elementwise, not counted.
+        ``4 l (l / h)`` (none with ``lru_gates=False``), ``linear_out`` ``2 l d``, the MLP
+        ``4 d m``; per clip the classifier ``2 r classes``. Norms, activations, the causal
+        convolution and the scan are elementwise, not counted.
         """
         n = config.grid_hw[0] * config.grid_hw[1]
         d, l, m, h = config.width, config.lru_width, config.mlp_dim, config.num_heads
