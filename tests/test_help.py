@@ -47,7 +47,7 @@ def _squash(text: str) -> str:
 
 def test_every_command_is_walked():
     for name in ("convert", "verify", "classify", "profile", "export", "train", "evaluate", "demo",
-                 "synthetic"):
+                 "synthetic", "ablate", "memorise", "compare-efficiency"):
         assert f"trecvit {name}" in COMMANDS
     assert len(OPTIONS) > 100
 

@@ -18,9 +18,11 @@ import argparse
 import logging
 import sys
 
-from trecvit.cli import checkpoints, classify, demo, efficiency, pretrain, probe, tools, tracking, train
+from trecvit.cli import (ablate, checkpoints, classify, demo, efficiency, memorise, pretrain, probe, tools,
+                         tracking, train)
 
-COMMAND_GROUPS = (checkpoints, classify, tools, efficiency, train, demo, pretrain, probe, tracking)
+COMMAND_GROUPS = (checkpoints, classify, tools, efficiency, train, demo, ablate, pretrain, probe, tracking,
+                  memorise)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,15 +8,21 @@ from pathlib import Path
 import torch
 
 
-def positive_list(text: str) -> list[int]:
+def int_list(text: str, *, minimum: int = 1, example: str = "8,16,32",
+             what: str = "frame counts") -> list[int]:
+    """A comma-separated list of ints, each ``>= minimum`` (``what`` names them in the error)."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated frame counts like 8,16,32, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"frame counts must be >= 1, got {text!r}")
+            f"expected comma-separated frame counts like {example}, got {text!r}") from None
+    if not values or min(values) < minimum:
+        raise argparse.ArgumentTypeError(f"{what} must be >= {minimum}, got {text!r}")
     return values
+
+
+def positive_list(text: str) -> list[int]:
+    return int_list(text)
 
 
 def device_type(text: str) -> str:
