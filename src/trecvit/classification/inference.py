@@ -1,7 +1,12 @@
 """Classifying videos with a trained model: clip settings, full-clip and streaming runs.
 
 These are the functions behind ``trecvit classify``; they are usable from
-Python as well.
+Python as well. Each takes a model, or a model prepared for a precision
+(:func:`trecvit.tools.precision.prepare_model`: fp32, bf16 or int8, eager or
+compiled, as ``classify --precision ... --compile`` does)::
+
+    runner = prepare_model(load_model(checkpoint), "int8")
+    classify_video(runner, "clip.mp4", labels)
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +26,9 @@ from trecvit.checkpoints.pretrained import PreprocessorConfig, read_preprocessor
 from trecvit.classification.labels import top_k
 from trecvit.io import iter_frames, read_video
 from trecvit.model import TRecViT
+
+if TYPE_CHECKING:
+    from trecvit.tools.precision import InferenceModel
 
 __all__ = ["CHECKPOINT_ENV", "Prediction", "StreamUpdate", "classify_stream", "classify_video",
            "clip_settings", "format_top", "load_model", "stream_video"]
@@ -52,12 +61,13 @@ class Prediction:
 
 
 @torch.inference_mode()
-def classify_video(model: VideoClassifier, path: str | Path, labels: list[str], *,
+def classify_video(model: VideoClassifier | InferenceModel, path: str | Path, labels: list[str], *,
                    num_frames: int | None = None, top: int = 5, image_size: tuple[int, int] | None = None,
                    **read_kwargs) -> Prediction:
     """Classify one video file as a whole: ``num_frames`` frames (default: the model's
     ``frames_per_clip``) sampled as ``read_kwargs`` say (:func:`trecvit.io.read_video`),
-    resized and centre-cropped to ``image_size`` (default: the model's)."""
+    resized and centre-cropped to ``image_size`` (default: the model's). ``model`` may be
+    an :class:`~trecvit.tools.precision.InferenceModel`; ``seconds`` is its call alone."""
     cfg = model.config
     num_frames = num_frames or clip_settings(model).num_frames
     device = model.device
@@ -78,10 +88,11 @@ class StreamUpdate:
 
 
 @torch.inference_mode()
-def stream_video(model: TRecViT, path: str | Path, labels: list[str], *, top: int = 5,
+def stream_video(model: TRecViT | InferenceModel, path: str | Path, labels: list[str], *, top: int = 5,
                  stride: int = 1, offset: int = 0, max_frames: int | None = None,
                  image_size: tuple[int, int] | None = None) -> Iterator[StreamUpdate]:
-    """Decode ``path`` lazily and run it frame by frame through :meth:`TRecViT.step`,
+    """Decode ``path`` lazily and run it frame by frame through :meth:`TRecViT.step` (or
+    the step of an :class:`~trecvit.tools.precision.InferenceModel`, in its precision),
     yielding the running prediction after every frame."""
     model.require_streaming("streaming a video (classify it as a whole instead)")
     device = model.device
@@ -101,7 +112,7 @@ def format_top(top: list[tuple[int, str, float]]) -> str:
                      for rank, (index, name, prob) in enumerate(top, 1))
 
 
-def classify_stream(model: TRecViT, path: str | Path, labels: list[str], *, top: int = 5,
+def classify_stream(model: TRecViT | InferenceModel, path: str | Path, labels: list[str], *, top: int = 5,
                     stride: int = 1, offset: int = 0, max_frames: int | None = None,
                     image_size: tuple[int, int] | None = None, print_every: int = 1,
                     json_lines: bool = False, write: Callable[[str], None] = print) -> StreamUpdate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from trecvit.cli.common import device_type
 
@@ -16,9 +17,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from trecvit.classification import classify_video, load_labels, load_model
     from trecvit.classification.inference import classify_stream, clip_settings, format_top
     from trecvit.classification.labels import CLASSES_NAME
+    from trecvit.tools.precision import format_precision, prepare_model
 
     checkpoint = resolve_checkpoint(args.checkpoint)
     model = load_model(checkpoint, device=args.device)
+    try:
+        model = prepare_model(model, args.precision, device=args.device, compile=args.compile,
+                              int8_options={"progress": lambda msg: print(msg, file=sys.stderr, flush=True)})
+    except ImportError as err:  # int8 without its extra
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     folder = model_folder(checkpoint)
     labels_file = args.labels
     if labels_file is None and folder is not None and (folder / CLASSES_NAME).is_file():
@@ -27,6 +35,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
     # the clip settings the model was trained with (its preprocessor_config.json), unless given
     clips = clip_settings(model, checkpoint)
     stride = clips.stride if args.stride is None else args.stride
+    num_frames = args.frames or clips.num_frames
+    print(format_precision(model.precision, model.reason, model.compiled), file=sys.stderr, flush=True)
+    if model.compiled or model.precision == "int8":  # compile / export now, not inside the timings
+        start = time.perf_counter()
+        if args.stream:
+            model.require_streaming("classify --stream (classify it as a whole instead)")
+        model.warmup(clips.image_size, num_frames, stream=args.stream)
+        print(f"{'compiled' if model.compiled else 'int8 step ready'} in {time.perf_counter() - start:.1f} s",
+              file=sys.stderr, flush=True)
     failures = 0
     if args.stream:
         for path in args.videos:
@@ -42,7 +59,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     videos = tqdm(args.videos, desc="videos", unit="video", disable=len(args.videos) < 2, leave=False)
     for path in videos:
         try:
-            pred = classify_video(model, path, labels, num_frames=args.frames or clips.num_frames,
+            pred = classify_video(model, path, labels, num_frames=num_frames,
                                   top=args.top_k, image_size=clips.image_size, sampling=args.sampling,
                                   stride=stride, offset=args.offset)
         except (FileNotFoundError, ValueError) as err:  # report, then go on with the others
@@ -60,6 +77,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:
     """Add ``classify``."""
     from trecvit.classification.inference import CHECKPOINT_ENV
+    from trecvit.tools.precision import add_precision_arguments
 
     p = sub.add_parser("classify", help="top-k classes of videos, whole or streamed frame by frame",
                        description="Classify video files with a TRecViT checkpoint. Without --stream, "
@@ -98,4 +116,5 @@ def add_parsers(sub) -> None:
                         "instead of text")
     p.add_argument("--device", type=device_type, default="cpu",
                    help="the torch device to run on, e.g. cpu or cuda (default cpu)")
+    add_precision_arguments(p, what="the model (whole videos and --stream)")
     p.set_defaults(func=cmd_classify)

@@ -91,11 +91,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from trecvit.training import evaluate
     from trecvit.training.data import read_class_names
     from trecvit.training.metrics import per_class_table
+    from trecvit.tools.precision import format_precision, prepare_model
 
     checkpoint = resolve_checkpoint(args.checkpoint)
     image_size = image_size_arg(args.image_size, "--image-size")  # before the (slow) load
+    if args.bf16 and args.precision not in ("auto", "bf16"):
+        raise ValueError(f"--bf16 asks for bfloat16 but --precision is {args.precision}; give one of them")
     model = load_model(checkpoint, device=args.device)
     cfg = model.config
+    try:  # --bf16 (older scripts): bfloat16 autocast, as before --precision
+        runner = prepare_model(model, "bf16" if args.bf16 else args.precision, device=args.device,
+                               compile=args.compile, bf16_mode="autocast" if args.bf16 else "weights",
+                               int8_options={"progress": lambda msg: print(msg, file=sys.stderr, flush=True)})
+    except ImportError as err:  # int8 without its extra
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_precision(runner.precision, runner.reason, runner.compiled), file=sys.stderr, flush=True)
     folder = model_folder(checkpoint)
     classes_file = folder / CLASSES_NAME if folder is not None else None
     classes = read_class_names(str(classes_file)) if classes_file and classes_file.is_file() else None
@@ -113,12 +124,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"the data has {dataset.num_classes} classes but the model {cfg.num_classes}; "
                          "pass the class list the model was trained with (classes.txt in the "
                          "checkpoint folder, or --labels)")
-    result = evaluate(model, dataset, device=torch.device(args.device), batch_size=args.batch_size,
-                      bf16=args.bf16, num_workers=args.num_workers, progress=True)
+    result = evaluate(runner, dataset, device=torch.device(args.device), batch_size=args.batch_size,
+                      num_workers=args.num_workers, progress=True)
     names = list(dataset.classes)
     if args.json:
-        print(json.dumps({"top1": result.top1, "top5": result.top5, "loss": result.loss,
-                          "videos": result.num_videos, "failed": result.num_failed,
+        print(json.dumps({"precision": runner.describe(), "top1": result.top1, "top5": result.top5,
+                          "loss": result.loss, "videos": result.num_videos, "failed": result.num_failed,
                           "per_class": [{"class": names[c], "videos": n, "top1": a}
                                         for c, n, a in result.per_class]}))
     else:
@@ -134,6 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------
 def add_parsers(sub) -> None:
     """Add ``train`` and ``evaluate`` to the ``trecvit`` sub-parsers."""
+    from trecvit.tools.precision import add_precision_arguments
     from trecvit.training.config import DATA_FORMATS, add_config_arguments
 
     p = sub.add_parser(
@@ -180,9 +192,12 @@ def add_parsers(sub) -> None:
                    help="DataLoader processes decoding the videos (default 2)")
     p.add_argument("--decode-threads", type=int, default=1,
                    help="FFmpeg threads per video decoder (default 1)")
-    p.add_argument("--bf16", action="store_true", help="evaluate under bfloat16 autocast (default: float32)")
+    p.add_argument("--bf16", action="store_true",
+                   help="evaluate under bfloat16 autocast, as before --precision (default: off; "
+                        "--precision bf16 runs a bfloat16 copy of the weights instead)")
     p.add_argument("--device", type=device_type, default="cpu",
                    help="the torch device to evaluate on, cpu or cuda (default cpu)")
+    add_precision_arguments(p, what="the model")
     p.add_argument("--json", action="store_true",
                    help="print the result as one JSON object instead of a table")
     p.set_defaults(func=cmd_evaluate)

@@ -25,6 +25,11 @@ ONNX export goes through ``torch.onnx.export(..., dynamo=True)``, the
 exporter is deprecated). It needs ``onnx`` and ``onnxscript``; running the
 ONNX file (:func:`run_onnx_stream`, the checks) needs ``onnxruntime``. Install
 them with ``pip install "trecvit[export]"``.
+
+:func:`quantize_step_onnx` quantises an exported step to int8 with ONNX Runtime's
+dynamic quantisation (the ``int8`` precision of :mod:`trecvit.tools.precision`);
+:func:`export_step_onnx_int8` exports and quantises in one go (``trecvit export
+--precision int8``). The inputs and outputs stay float32, as above.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ STATE_NAMES = INPUT_NAMES[1:]
 _EXTERNAL_DATA_BYTES = 1_800_000_000
 
 _INSTALL_HINT = 'install the export extra: pip install "trecvit[export]"'
+_INT8_HINT = 'install the int8 extra: pip install "trecvit[int8]"'
 
 
 class StepOutputs(NamedTuple):
@@ -104,13 +110,13 @@ class StreamingStep(nn.Module):
 # ----------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------
-def _require(module: str, purpose: str):
+def _require(module: str, purpose: str, hint: str = _INSTALL_HINT):
     """Import an optional dependency or raise an ImportError saying how to get it."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(f"{purpose} needs the '{module}' package, which is not installed; "
-                          f"{_INSTALL_HINT}") from err
+                          f"{hint}") from err
 
 
 def _check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -294,6 +300,94 @@ def export_step_onnx(model: TRecViT, path: str | os.PathLike, *, batch_size: int
 
 
 # ----------------------------------------------------------------------------
+# int8
+# ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Silence the quantiser's advice to pre-process the model (logged on the root logger)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_step_onnx(src: str | os.PathLike, dst: str | os.PathLike, *, per_channel: bool = True,
+                       reduce_range: bool = True, overwrite: bool = False) -> Path:
+    """Quantise the matrix products of an exported step (:func:`export_step_onnx`) to int8.
+
+    ONNX Runtime's dynamic quantisation (``onnxruntime.quantization.quantize_dynamic``):
+    the weights of every ``MatMul`` with a constant weight become int8 (one scale per
+    output channel with ``per_channel``), the activations are quantised to uint8 per call.
+    Attention's two products (no constant weight), the block-diagonal gates (``Einsum``),
+    the patch embedding, the norms and the recurrence stay float32, and so do the inputs,
+    the outputs and the state.
+
+    Args:
+        src: the float32 ``.onnx`` file.
+        dst: the int8 ``.onnx`` file to write (atomically).
+        per_channel: per-output-channel weight scales (more accurate; default).
+        reduce_range: 7-bit weights, for CPUs without VNNI (ONNX Runtime's AVX2 u8s8
+            kernel saturates with full-range int8 weights); harmless, a little less
+            precise, with VNNI. Default on, so a file runs well anywhere.
+        overwrite: replace an existing ``dst``.
+
+    Returns:
+        ``dst``. Raises ImportError naming the int8 extra without onnx / onnxruntime.
+    """
+    onnx = _require("onnx", "int8 quantisation", _INT8_HINT)
+    _require("onnxruntime", "int8 quantisation", _INT8_HINT)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = Path(src)
+    out = _check_output_path(dst, overwrite)
+    if not src.is_file():
+        raise FileNotFoundError(f"ONNX model {src} not found")
+    external = any(src.parent.glob(f"{src.name}.data")) or src.stat().st_size > _EXTERNAL_DATA_BYTES
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        tmp = tmp_dir / out.name
+        with _quiet_quantizer():
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel,
+                             reduce_range=reduce_range, op_types_to_quantize=["MatMul"],
+                             use_external_data_format=external,
+                             extra_options={"MatMulConstBOnly": True})
+        model = onnx.load(str(tmp), load_external_data=False)
+        props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+        props.update({"trecvit_precision": "int8", "trecvit_quantization": json.dumps(
+            {"method": "onnxruntime.quantization.quantize_dynamic", "weights": "int8", "activations": "uint8",
+             "per_channel": per_channel, "reduce_range": reduce_range, "ops": ["MatMul"]})})
+        del model.metadata_props[:]
+        for key, value in props.items():
+            model.metadata_props.add(key=key, value=value)
+        if not external:  # a file with external weights keeps the quantiser's metadata
+            onnx.save(model, str(tmp))
+        for item in sorted(tmp_dir.iterdir(), key=lambda p: p.name == out.name):
+            os.replace(item, out.parent / item.name)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return out
+
+
+def export_step_onnx_int8(model: TRecViT, path: str | os.PathLike, *, batch_size: int = 1,
+                          image_size: int | tuple[int, int] | None = None, opset: int | None = None,
+                          dynamic_batch: bool = True, overwrite: bool = False, per_channel: bool = True,
+                          reduce_range: bool = True) -> Path:
+    """:func:`export_step_onnx` then :func:`quantize_step_onnx`: the int8 step in ``path``
+    (the float32 export is made in a temporary folder and removed). Same arguments."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        _require(module, "int8 export", _INT8_HINT)
+    out = _check_output_path(path, overwrite)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        fp32 = export_step_onnx(model, Path(tmp) / "fp32.onnx", batch_size=batch_size, image_size=image_size,
+                                opset=opset, dynamic_batch=dynamic_batch)
+        return quantize_step_onnx(fp32, out, per_channel=per_channel, reduce_range=reduce_range,
+                                  overwrite=overwrite)
+
+
+# ----------------------------------------------------------------------------
 # running the ONNX file
 # ----------------------------------------------------------------------------
 class OnnxStreamingSession:
@@ -308,13 +402,18 @@ class OnnxStreamingSession:
             out.logits                             # [b, classes] (numpy)
     """
 
-    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None):
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None,
+                 threads: int | None = None):
         ort = _require("onnxruntime", "running an ONNX model")
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model {path} not found")
         self.path = path
-        self.session = ort.InferenceSession(str(path), providers=list(providers or ["CPUExecutionProvider"]))
+        options = ort.SessionOptions()
+        if threads:  # default: ONNX Runtime's own choice (one thread per physical core)
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=list(providers or ["CPUExecutionProvider"]))
         inputs = {i.name: i for i in self.session.get_inputs()}
         missing = [name for name in INPUT_NAMES if name not in inputs]
         if missing:

@@ -281,12 +281,25 @@ def _make_model(spec: dict, device: torch.device) -> torch.nn.Module:
     return row.build(config).to(device)
 
 
+def _precision_setup(model: torch.nn.Module, spec: dict, device: torch.device, train: bool = False):
+    """``(model, autocast context)`` for ``spec``'s ``amp`` (bfloat16 autocast) or ``precision``
+    ``"bf16"`` with ``bf16_mode`` ``"weights"`` (a bfloat16 copy; not for training) or ``"autocast"``."""
+    from trecvit.tools.precision import bf16_weights
+
+    bf16 = spec.get("precision") == "bf16"
+    weights = bf16 and spec.get("bf16_mode", "weights") == "weights" and not train
+    amp = bool(spec.get("amp")) or (bf16 and not weights)
+    return (bf16_weights(model) if weights else model), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                                       enabled=amp)
+
+
 def run_workload(spec: dict) -> dict:
     """Run one workload described by ``spec`` once and report its memory (in this process).
 
     ``spec``: ``variant`` (and ``arch``, default ``trecvit``), ``size``, ``frames``, ``batch``,
     ``mode`` (``forward``,
-    ``train`` or ``stream``), ``device``, optional ``amp`` (bfloat16 autocast) and
+    ``train`` or ``stream``), ``device``, optional ``amp`` (bfloat16 autocast), ``precision``
+    (``"bf16"``, with ``bf16_mode``; int8 runs outside PyTorch and is not tracked) and
     ``warmup`` (run 2 frames first, untracked; off by default).
 
     Returns the peak tensor memory the run allocated (``added_bytes``: the input
@@ -296,7 +309,7 @@ def run_workload(spec: dict) -> dict:
     device = torch.device(spec.get("device", "cpu"))
     model = _make_model(spec, device)
     b, t, size, mode = spec.get("batch", 1), spec["frames"], spec["size"], spec["mode"]
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(spec.get("amp")))
+    model, amp = _precision_setup(model, spec, device, train=mode == "train")
     optimizer = None
     if mode == "train":
         model.train()
@@ -351,7 +364,7 @@ def run_stream_memory(spec: dict) -> dict:
     device = torch.device(spec.get("device", "cpu"))
     model = _make_model(spec, device).eval()
     b, size, marks = spec.get("batch", 1), spec["size"], sorted(spec["checkpoints"])
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(spec.get("amp")))
+    model, amp = _precision_setup(model, spec, device)
     gen = torch.Generator(device=device).manual_seed(0)
     frames = torch.rand(16, b, 3, size, size, device=device, generator=gen)
     out = {"frames": [], "peak_tensor_bytes": [], "rss_bytes": [], "peak_rss_bytes": [],
@@ -409,67 +422,152 @@ class ProfileRow:
     peak_memory_mb: float | None
     latency_runs: list[float]
     state_mb: float | None = None
+    precision: str = "fp32"  #: what ran: ``fp32``, ``bf16 (weights)``, ``int8 (ONNX Runtime)``, ...
+
+
+def _runner(model, precision: str, compile: bool, bf16_mode: str, int8_options: dict | None):
+    from trecvit.tools.precision import InferenceModel
+
+    return InferenceModel(model, precision, compile=compile and precision != "int8", bf16_mode=bf16_mode,
+                          int8_options=int8_options)
+
+
+def _time_steps(runner, frame: torch.Tensor, state, frames: int, repeats: int, dev: torch.device):
+    """Stream ``frames`` frames through ``runner.step``; the times of the last ``repeats``
+    (never the first frame, which compiles or builds a session), and the final state."""
+    times = []
+    for i in range(frames):
+        synchronize(dev)
+        start = time.perf_counter()
+        _, state = runner.step(frame, state)
+        synchronize(dev)
+        if i >= max(1, frames - repeats):
+            times.append(time.perf_counter() - start)
+    return times, state
 
 
 def profile_model(variant: str, frames: list[int], *, size: int = 224, batch: int = 1,
                   stream: bool = False, device: str = "cpu", repeats: int = 3,
                   memory: bool = True, amp: bool = False, compile: bool = False,
-                  progress: Callable[[str], None] | None = None, arch: str = "trecvit") -> list[ProfileRow]:
+                  progress: Callable[[str], None] | None = None, arch: str = "trecvit",
+                  precision: str = "fp32", bf16_mode: str = "weights",
+                  int8_options: dict | None = None) -> list[ProfileRow]:
     """Parameters, FLOPs, latency, frames/s and peak memory of ``variant`` for each clip length.
 
     With ``stream=True`` each row is a stream of ``frames`` frames through
     :meth:`~trecvit.TRecViT.step`: latency and FLOPs are per frame (the median of
     the last ``repeats`` frames) and peak memory is that of the whole stream.
+    ``precision`` (``fp32``, ``bf16`` with ``bf16_mode``, ``int8``) and ``compile`` run it as
+    :class:`trecvit.tools.precision.InferenceModel` does; ``amp`` is bf16 autocast. The FLOPs
+    are those of the float32 model; int8 rows have no peak memory (ONNX Runtime allocates
+    outside PyTorch).
     """
+    if amp:
+        precision, bf16_mode = "bf16", "autocast"
     dev = torch.device(device)
     model = _make_model({"arch": arch, "variant": variant, "size": size}, dev).eval()
     if stream and not hasattr(model, "step"):
         raise ValueError(f"--stream profiles model.step, but the {arch!r} architecture does not run "
                          "frame by frame")
     params = model.num_parameters()
-    amp_ctx = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp)  # noqa: E731
+    runner = _runner(model, precision, compile, bf16_mode, int8_options)
     rows = []
     for t in frames:
         if progress:
-            progress(f"{variant} {'stream' if stream else 'clip'} {t} frames")
+            progress(f"{variant} {'stream' if stream else 'clip'} {t} frames, {runner.describe()}")
         spec = {"arch": arch, "variant": variant, "size": size, "frames": t, "batch": batch, "device": device,
-                "mode": "stream" if stream else "forward", "amp": amp}
+                "mode": "stream" if stream else "forward", "precision": precision, "bf16_mode": bf16_mode}
         if stream:
             frame = torch.rand(batch, 3, size, size, device=dev)
-            fn = model.step
-            if compile:
-                fn = torch.compile(model.step)
             with torch.inference_mode():
-                state = model.init_state(batch, image_size=size, device=dev)
+                state = runner.init_state(batch, image_size=size, device=dev)
                 flops = count_flops(lambda: model.step(frame, state))
-                times = []
-                for i in range(t):
-                    synchronize(dev)
-                    start = time.perf_counter()
-                    with amp_ctx():
-                        _, state = fn(frame, state)
-                    synchronize(dev)
-                    if i >= max(1, t - repeats):
-                        times.append(time.perf_counter() - start)
+                times, state = _time_steps(runner, frame, state, t, repeats, dev)
             latency = median(times)
             row = ProfileRow(frames=t, params=params, gflops=flops / GB, latency_s=latency,
                              frames_per_s=batch / latency, gflops_per_s=flops / latency / GB,
-                             peak_memory_mb=None, latency_runs=times, state_mb=state.nbytes() / MB)
+                             peak_memory_mb=None, latency_runs=times, state_mb=state.nbytes() / MB,
+                             precision=runner.describe())
         else:
             video = torch.rand(batch, t, 3, size, size, device=dev)
-            fn = torch.compile(model) if compile else model
             with torch.inference_mode():
                 flops = count_flops(lambda: model(video))
-                with amp_ctx():
-                    times = time_repeats(lambda: fn(video), repeats=repeats, device=dev)
+                times = time_repeats(lambda: runner(video), repeats=repeats, device=dev)
             latency = median(times)
             row = ProfileRow(frames=t, params=params, gflops=flops / GB, latency_s=latency,
                              frames_per_s=batch * t / latency, gflops_per_s=flops / latency / GB,
-                             peak_memory_mb=None, latency_runs=times)
-        if memory:
+                             peak_memory_mb=None, latency_runs=times, precision=runner.describe())
+        if memory and precision != "int8":
             row.peak_memory_mb = measure_peak_memory(spec)["added_bytes"] / MB
         rows.append(row)
     return rows
+
+
+@dataclass
+class PrecisionRow:
+    """One precision of ``trecvit profile``'s summary: the full clip and ``step``, side by side."""
+
+    precision: str  #: what ran (:meth:`InferenceModel.describe`)
+    reason: str  #: why this precision (``auto: ...`` or ``as asked``)
+    clip_frames: int
+    clip_latency_s: float | None  #: one call on the whole clip, median
+    clip_frames_per_s: float | None
+    step_latency_s: float | None  #: one frame through ``step``, median
+    step_frames_per_s: float | None
+    clip_runs: list[float] = field(default_factory=list)
+    step_runs: list[float] = field(default_factory=list)
+    note: str = ""
+
+
+def precision_summary(variant: str, precisions: list[tuple[str, str]], *, frames: int = 8, size: int = 224,
+                      batch: int = 1, device: str = "cpu", repeats: int = 3, compile: bool = False,
+                      arch: str = "trecvit", bf16_mode: str = "weights",
+                      progress: Callable[[str], None] | None = None,
+                      int8_options: dict | None = None) -> list[PrecisionRow]:
+    """Latency and frames/s of the full clip (``frames`` frames) and of ``step`` for each of
+    ``precisions`` (``(precision, reason)`` pairs, from
+    :func:`~trecvit.tools.precision.resolve_precision`), on one randomly initialised model."""
+    dev = torch.device(device)
+    model = _make_model({"arch": arch, "variant": variant, "size": size}, dev).eval()
+    video = torch.rand(batch, frames, 3, size, size, device=dev)
+    rows = []
+    for precision, reason in precisions:
+        runner = _runner(model, precision, compile, bf16_mode, int8_options)
+        if progress:
+            progress(f"{variant} {runner.describe()}: clip of {frames} frames and step")
+        with torch.inference_mode():
+            clip = time_repeats(lambda: runner(video), repeats=repeats, device=dev)
+            row = PrecisionRow(runner.describe(), reason, frames, median(clip), batch * frames / median(clip),
+                               None, None, clip_runs=clip)
+            if hasattr(model, "step"):
+                state = runner.init_state(batch, image_size=size, device=dev)
+                steps, _ = _time_steps(runner, video[:, 0], state, repeats + 2, repeats, dev)
+                row.step_latency_s, row.step_runs = median(steps), steps
+                row.step_frames_per_s = batch / median(steps)
+            else:
+                row.note = f"no step: the {arch!r} architecture does not run frame by frame"
+        rows.append(row)
+    return rows
+
+
+def format_precision_table(rows: list[PrecisionRow]) -> str:
+    """The per-precision summary of ``trecvit profile``, with each row's speed-up over the first."""
+    def cell(seconds, fps):
+        return f"{'-':>10} {'-':>9}" if seconds is None else f"{seconds * 1e3:10.1f} {fps:9.2f}"
+
+    head = (f"{'precision':<28} {'clip ms':>10} {'frames/s':>9} {'step ms':>10} {'frames/s':>9} "
+            f"{'clip x':>7} {'step x':>7}")
+    lines = [f"(full clip of {rows[0].clip_frames} frames and step per frame; x = speed-up over "
+             f"{rows[0].precision})", head]
+    base = rows[0]
+    for r in rows:
+        clip_x = base.clip_latency_s / r.clip_latency_s if r.clip_latency_s else float("nan")
+        step_x = (base.step_latency_s / r.step_latency_s if r.step_latency_s and base.step_latency_s
+                  else float("nan"))
+        lines.append(f"{r.precision:<28} {cell(r.clip_latency_s, r.clip_frames_per_s)} "
+                     f"{cell(r.step_latency_s, r.step_frames_per_s)} {clip_x:7.2f} {step_x:7.2f}"
+                     + (f"  {r.note}" if r.note else ""))
+    return "\n".join(lines)
 
 
 def format_table(rows: list[ProfileRow], *, stream: bool, ceilings: Ceilings | None = None) -> str:
