@@ -103,17 +103,18 @@ class TRecViTMemoriser(nn.Module):
         """The reconstruction after **every** frame: ``[b, T, 3, H, W]``; entry ``t`` depends on
         frames ``<= t`` only (the encoder is causal), so it is the prediction of the first
         ``t + 1`` frames alone."""
-        self.encoder.check_video(video)
-        encoded, _, _ = self.encoder.encode(self.encoder.tokens(video))  # (b, T, n, d), one clip
-        prefix = self.encoder.tokenizer.num_prefix_tokens
-        return self.head(encoded[:, :, prefix:])  # (b, T, 3, H, W)
+        return self.head(self._patch_tokens(video))  # (b, T, 3, H, W)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """The frame reconstructed from the last frame's tokens: ``[b, 3, H, W]``."""
+        return self.head(self._patch_tokens(video)[:, -1])  # (b, 3, H, W)
+
+    def _patch_tokens(self, video: torch.Tensor) -> torch.Tensor:
+        """The encoder's patch tokens of every frame, ``[b, T, N, d]``: the checked video as one
+        clip (however long), the class token dropped."""
         self.encoder.check_video(video)
         encoded, _, _ = self.encoder.encode(self.encoder.tokens(video))  # (b, T, n, d)
-        prefix = self.encoder.tokenizer.num_prefix_tokens
-        return self.head(encoded[:, -1, prefix:])  # (b, 3, H, W)
+        return encoded[:, :, self.encoder.tokenizer.num_prefix_tokens:]
 
 
 class ViViTMemoriser(nn.Module):
